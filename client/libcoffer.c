@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* libcoffer: never logs; returns -errno and keeps a message per thread. */
+#include <errno.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "coffer.h"
+#include "proto.h"
+#include "util.h"
+#include "wire.h"
+
+struct coffer {
+        int fd;
+        pthread_mutex_t lock;
+        uint32_t next_id;
+};
+
+struct coffer_secret {
+        size_t len;
+        uint64_t version;
+        uint8_t data[];
+};
+
+static _Thread_local char last_error[512];
+
+static int set_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int set_error(int rc, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(last_error, sizeof(last_error), fmt, ap);
+        va_end(ap);
+        return rc;
+}
+
+COFFER_API const char *coffer_last_error(void) {
+        return last_error[0] ? last_error : "no error";
+}
+
+COFFER_API size_t coffer_value_max(void) {
+        return COFFER_VALUE_MAX;
+}
+
+COFFER_API const char *coffer_default_socket(void) {
+        return COFFER_DEFAULT_SOCKET;
+}
+
+/* ---- connect ---- */
+
+static bool uid_expected(uid_t uid) {
+        if (uid == 0 || uid == getuid())
+                return true;
+        const char *name = getenv("COFFER_DAEMON_USER");
+        struct passwd pw, *res = NULL;
+        char buf[1024];
+        return getpwnam_r(name && *name ? name : "coffer", &pw, buf, sizeof(buf), &res) == 0 && res &&
+               res->pw_uid == uid;
+}
+
+static int check_socket_path(const char *path) {
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return set_error(-errno, "cannot reach cofferd at %s: %s; is the daemon running?", path,
+                                 strerror(errno));
+        if (!S_ISSOCK(st.st_mode))
+                return set_error(-ENOTSOCK, "%s is not a socket; check COFFER_SOCKET", path);
+        if (!uid_expected(st.st_uid))
+                return set_error(-EPERM, "refusing %s: owned by uid %u, not root or the daemon user; "
+                                         "something else may be impersonating cofferd", path, (unsigned) st.st_uid);
+        return 0;
+}
+
+COFFER_API int coffer_connect(coffer **out, const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        *out = NULL;
+        last_error[0] = 0;
+        if (sodium_init() < 0)
+                return set_error(-EIO, "libsodium failed to initialize");
+        if (!path)
+                path = getenv(COFFER_SOCKET_ENV);
+        if (!path || !*path)
+                path = COFFER_DEFAULT_SOCKET;
+        if (!strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), path))
+                return set_error(-ENAMETOOLONG, "socket path too long: %s", path);
+        int rc = check_socket_path(path);
+        if (rc < 0)
+                return rc;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return set_error(-errno, "socket: %s", strerror(errno));
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                rc = -errno;
+                close(fd);
+                return set_error(rc, "cannot connect to cofferd at %s: %s; is the daemon running?", path,
+                                 strerror(-rc));
+        }
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !uid_expected(cred.uid)) {
+                close(fd);
+                return set_error(-EPERM, "refusing %s: the listening process is not root or the daemon user", path);
+        }
+        coffer *c = calloc(1, sizeof(*c));
+        if (!c) {
+                close(fd);
+                return set_error(-ENOMEM, "out of memory");
+        }
+        c->fd = fd;
+        c->next_id = 1;
+        pthread_mutex_init(&c->lock, NULL);
+        *out = c;
+        return 0;
+}
+
+COFFER_API void coffer_disconnect(coffer *c) {
+        if (!c)
+                return;
+        close(c->fd);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+}
+
+/* ---- one request, one reply ---- */
+
+struct reply {
+        struct wire_msg msg;
+        struct secbuf body;
+};
+
+static void reply_free(struct reply *r) {
+        secbuf_wipe(&r->body);
+}
+
+static int send_frame(coffer *c, const struct wire_writer *w, int fd) {
+        size_t off = 0;
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        while (off < w->len) {
+                struct iovec iov = { .iov_base = w->p + off, .iov_len = w->len - off };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+                if (fd >= 0 && off == 0) {
+                        memset(cbuf, 0, sizeof(cbuf));
+                        mh.msg_control = cbuf;
+                        mh.msg_controllen = sizeof(cbuf);
+                        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+                        cm->cmsg_level = SOL_SOCKET;
+                        cm->cmsg_type = SCM_RIGHTS;
+                        cm->cmsg_len = CMSG_LEN(sizeof(int));
+                        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+                }
+                ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return set_error(-errno, "sending to cofferd failed: %s", strerror(errno));
+                off += (size_t) n;
+        }
+        return 0;
+}
+
+static int recv_exact(coffer *c, uint8_t *p, size_t n) {
+        size_t off = 0;
+        while (off < n) {
+                ssize_t k = recv(c->fd, p + off, n - off, 0);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return set_error(-errno, "reading from cofferd failed: %s", strerror(errno));
+                if (k == 0)
+                        return set_error(-ECONNRESET, "cofferd closed the connection");
+                off += (size_t) k;
+        }
+        return 0;
+}
+
+static int recv_reply(coffer *c, struct reply *r, uint16_t op, uint32_t id) {
+        uint8_t hdr[WIRE_HEADER_SIZE];
+        int rc = recv_exact(c, hdr, sizeof(hdr));
+        if (rc < 0)
+                return rc;
+        if (wire_header_parse(&r->msg.hdr, hdr) < 0)
+                return set_error(-EBADMSG, "malformed reply header from cofferd");
+        r->body.len = r->msg.hdr.body_len;
+        r->body.p = malloc(r->body.len ? r->body.len : 1);
+        if (!r->body.p)
+                return set_error(-ENOMEM, "out of memory");
+        rc = recv_exact(c, r->body.p, r->body.len);
+        if (rc < 0)
+                return rc;
+        if (wire_body_parse(&r->msg, r->body.p, r->body.len) < 0)
+                return set_error(-EBADMSG, "malformed reply body from cofferd");
+        if (r->msg.hdr.opcode == OP_ERROR) {
+                uint64_t code = EIO;
+                char msg[WIRE_STRING_MAX + 1] = "";
+                wire_get_u64(&r->msg, T_ERR_CODE, &code);
+                wire_get_str(&r->msg, T_ERR_MSG, msg, sizeof(msg));
+                if (code == 0 || code > 4095)
+                        code = EIO;
+                return set_error(-(int) code, "%s", msg[0] ? msg : strerror((int) code));
+        }
+        if (r->msg.hdr.opcode != (op | PROTO_REPLY_BIT) || (id && r->msg.hdr.request_id != id))
+                return set_error(-EBADMSG, "unexpected reply from cofferd");
+        return 0;
+}
+
+/* req holds the fields of the body; it is framed here. */
+static int call_fd(coffer *c, uint16_t op, const struct wire_writer *req, int fd, struct reply *r) {
+        struct wire_writer w;
+        memset(r, 0, sizeof(*r));
+        last_error[0] = 0;
+        if (req && req->error)
+                return set_error(-E2BIG, "request too large (values are limited to 1 MiB)");
+        wire_writer_init(&w);
+        pthread_mutex_lock(&c->lock);
+        uint32_t id = c->next_id++;
+        wire_frame_begin(&w, op, id);
+        if (req)
+                wire_write_bytes(&w, req->p, req->len);
+        int rc = wire_frame_end(&w) < 0 ? set_error(-E2BIG, "request too large (values are limited to 1 MiB)")
+                                        : send_frame(c, &w, fd);
+        if (rc == 0)
+                rc = recv_reply(c, r, op, id);
+        pthread_mutex_unlock(&c->lock);
+        wire_writer_free(&w);
+        if (rc < 0)
+                reply_free(r);
+        return rc;
+}
+
+static int call(coffer *c, uint16_t op, const struct wire_writer *req, struct reply *r) {
+        return call_fd(c, op, req, -1, r);
+}
+
+/* ---- secrets ---- */
+
+static coffer_secret *secret_new(const uint8_t *p, size_t n, uint64_t version) {
+        size_t size = (sizeof(coffer_secret) + n + 15) & ~(size_t) 15;
+        coffer_secret *s = sodium_malloc(size);
+        if (!s)
+                return NULL;
+        s->len = n;
+        s->version = version;
+        if (n)
+                memcpy(s->data, p, n);
+        return s;
+}
+
+COFFER_API const uint8_t *coffer_secret_data(const coffer_secret *s) { return s->data; }
+COFFER_API size_t coffer_secret_size(const coffer_secret *s) { return s->len; }
+COFFER_API uint64_t coffer_secret_version(const coffer_secret *s) { return s->version; }
+COFFER_API void coffer_secret_free(coffer_secret *s) {
+        if (s)
+                sodium_free(s); /* wipes */
+}
+
+static int name_check(const char *name) {
+        if (!name || !proto_name_valid(name))
+                return set_error(-EINVAL, "invalid secret name '%s': use 1-256 characters of A-Z a-z 0-9 . _ - "
+                                          "in segments separated by '/', no empty, '.' or '..' segment",
+                                 name ? name : "");
+        return 0;
+}
+
+COFFER_API int coffer_get(coffer *c, coffer_secret **out, const char *name, uint64_t version) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        uint64_t v = 0;
+        *out = NULL;
+        int rc = name_check(name);
+        if (rc < 0)
+                return rc;
+        wire_writer_init(&w);
+        wire_put_str(&w, T_NAME, name);
+        if (version)
+                wire_put_u64(&w, T_VERSION, version);
+        rc = call(c, OP_GET, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_bytes(&r.msg, T_VALUE, &p, &n) < 0 || wire_get_u64(&r.msg, T_VERSION, &v) < 0)
+                rc = set_error(-EBADMSG, "malformed get reply from cofferd");
+        else if (!(*out = secret_new(p, n, v)))
+                rc = set_error(-ENOMEM, "out of guarded memory (locked-memory limit?)");
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_put(coffer *c, uint64_t *version_out, const char *name, const void *value, size_t len,
+                          int64_t cas, uint64_t max_versions) {
+        struct wire_writer w;
+        struct reply r;
+        int rc = name_check(name);
+        if (rc < 0)
+                return rc;
+        if (len > COFFER_VALUE_MAX)
+                return set_error(-E2BIG, "value is %zu bytes; the limit is 1 MiB", len);
+        wire_writer_init(&w);
+        wire_put_str(&w, T_NAME, name);
+        wire_put_bytes(&w, T_VALUE, value, len);
+        if (cas >= 0)
+                wire_put_u64(&w, T_CAS, (uint64_t) cas);
+        if (max_versions)
+                wire_put_u64(&w, T_MAX_VERSIONS, max_versions);
+        rc = call(c, OP_PUT, &w, &r);
+        wire_writer_free(&w); /* wipes the value */
+        if (rc < 0)
+                return rc;
+        uint64_t v = 0;
+        if (wire_get_u64(&r.msg, T_VERSION, &v) < 0)
+                rc = set_error(-EBADMSG, "malformed put reply from cofferd");
+        if (version_out)
+                *version_out = v;
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API void coffer_strv_free(char **v) {
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+static int unpack_names(const uint8_t *p, size_t n, char ***out) {
+        struct wire_reader rd;
+        size_t count = 0, cap = 16;
+        char **v = calloc(cap + 1, sizeof(char *));
+        wire_reader_init(&rd, p, n);
+        while (v && wire_reader_left(&rd) > 0) {
+                const uint8_t *s;
+                size_t len;
+                if (!wire_read_lbytes(&rd, &s, &len, PROTO_NAME_MAX)) {
+                        coffer_strv_free(v);
+                        return set_error(-EBADMSG, "malformed list reply from cofferd");
+                }
+                if (count == cap) {
+                        char **nv = realloc(v, (2 * cap + 1) * sizeof(char *));
+                        if (!nv)
+                                break;
+                        v = nv;
+                        cap *= 2;
+                }
+                v[count] = strndup((const char *) s, len);
+                if (!v[count])
+                        break;
+                v[++count] = NULL;
+        }
+        if (!v || wire_reader_left(&rd) > 0) {
+                coffer_strv_free(v);
+                return set_error(-ENOMEM, "out of memory");
+        }
+        *out = v;
+        return (int) count;
+}
+
+COFFER_API int coffer_list(coffer *c, char ***names, const char *prefix) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        *names = NULL;
+        if (prefix && *prefix && !proto_prefix_valid(prefix))
+                return set_error(-EINVAL, "invalid prefix '%s'", prefix);
+        wire_writer_init(&w);
+        if (prefix && *prefix)
+                wire_put_str(&w, T_PREFIX, prefix);
+        int rc = call(c, OP_LIST, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        rc = wire_get_bytes(&r.msg, T_NAMES, &p, &n) < 0 ? set_error(-EBADMSG, "malformed list reply")
+                                                         : unpack_names(p, n, names);
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_versions(coffer *c, coffer_version **out, const char *name) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        *out = NULL;
+        int rc = name_check(name);
+        if (rc < 0)
+                return rc;
+        wire_writer_init(&w);
+        wire_put_str(&w, T_NAME, name);
+        rc = call(c, OP_VERSIONS, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_bytes(&r.msg, T_VERSIONS, &p, &n) < 0) {
+                reply_free(&r);
+                return set_error(-EBADMSG, "malformed versions reply");
+        }
+        struct wire_reader rd;
+        size_t count = n / 25;
+        coffer_version *v = calloc(count ? count : 1, sizeof(*v));
+        wire_reader_init(&rd, p, n);
+        for (size_t i = 0; v && i < count; i++) {
+                struct proto_version pv;
+                proto_version_read(&rd, &pv);
+                v[i] = (coffer_version){ pv.version, pv.created, pv.deleted, pv.destroyed };
+        }
+        if (!v || !wire_reader_done(&rd)) {
+                free(v);
+                rc = set_error(v ? -EBADMSG : -ENOMEM, "malformed versions reply");
+        } else {
+                *out = v;
+                rc = (int) count;
+        }
+        reply_free(&r);
+        return rc;
+}
+
+static int name_version_call(coffer *c, uint16_t op, const char *name, uint64_t version, uint64_t *version_out) {
+        struct wire_writer w;
+        struct reply r;
+        int rc = name_check(name);
+        if (rc < 0)
+                return rc;
+        wire_writer_init(&w);
+        wire_put_str(&w, T_NAME, name);
+        if (version)
+                wire_put_u64(&w, T_VERSION, version);
+        rc = call(c, op, &w, &r);
+        wire_writer_free(&w);
+        if (rc == 0 && version_out)
+                wire_get_u64(&r.msg, T_VERSION, version_out);
+        if (rc == 0)
+                reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_delete(coffer *c, uint64_t *version_out, const char *name, uint64_t version) {
+        return name_version_call(c, OP_DELETE, name, version, version_out);
+}
+
+COFFER_API int coffer_undelete(coffer *c, const char *name, uint64_t version) {
+        return name_version_call(c, OP_UNDELETE, name, version, NULL);
+}
+
+COFFER_API int coffer_destroy(coffer *c, const char *name, uint64_t version) {
+        return name_version_call(c, OP_DESTROY, name, version, NULL);
+}
+
+/* ---- status and operator ---- */
+
+static void read_status(const struct wire_msg *m, coffer_status *st) {
+        uint64_t v;
+        memset(st, 0, sizeof(*st));
+        if (wire_get_u64(m, T_INITIALIZED, &v) == 0)
+                st->initialized = v != 0;
+        if (wire_get_u64(m, T_SEALED, &v) == 0)
+                st->sealed = v != 0;
+        if (wire_get_u64(m, T_PROGRESS, &v) == 0)
+                st->progress = (unsigned) v;
+        if (wire_get_u64(m, T_THRESHOLD, &v) == 0)
+                st->threshold = (unsigned) v;
+        if (wire_get_u64(m, T_TERM, &v) == 0)
+                st->term = v;
+        wire_get_str(m, T_METHOD, st->method, sizeof(st->method));
+        wire_get_str(m, T_SERVER_VER, st->version, sizeof(st->version));
+}
+
+COFFER_API int coffer_status_get(coffer *c, coffer_status *st) {
+        struct reply r;
+        int rc = call(c, OP_STATUS, NULL, &r);
+        if (rc < 0)
+                return rc;
+        read_status(&r.msg, st);
+        reply_free(&r);
+        return 0;
+}
+
+COFFER_API int coffer_operator_init(coffer *c, coffer_secret **shares_out, const char *method, const void *key,
+                                    size_t key_len, unsigned shares, unsigned threshold) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        if (shares_out)
+                *shares_out = NULL;
+        wire_writer_init(&w);
+        wire_put_str(&w, T_METHOD, method);
+        if (key)
+                wire_put_bytes(&w, T_KEY, key, key_len);
+        if (shares) {
+                wire_put_u64(&w, T_SHARES, shares);
+                wire_put_u64(&w, T_THRESHOLD, threshold);
+        }
+        int rc = call(c, OP_INIT, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (shares && wire_get_bytes(&r.msg, T_SHARES, &p, &n) == 0 && n == (size_t) shares * COFFER_SHARE_SIZE) {
+                if (shares_out && !(*shares_out = secret_new(p, n, 0)))
+                        rc = set_error(-ENOMEM, "out of guarded memory");
+        } else if (shares)
+                rc = set_error(-EBADMSG, "the daemon returned no shares");
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_operator_unseal(coffer *c, coffer_status *st, const void *key, size_t key_len) {
+        struct wire_writer w;
+        struct reply r;
+        wire_writer_init(&w);
+        wire_put_bytes(&w, T_KEY, key, key_len);
+        int rc = call(c, OP_UNSEAL, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (st)
+                read_status(&r.msg, st);
+        reply_free(&r);
+        return 0;
+}
+
+COFFER_API int coffer_operator_seal(coffer *c) {
+        struct reply r;
+        int rc = call(c, OP_SEAL, NULL, &r);
+        if (rc == 0)
+                reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_operator_rotate(coffer *c, uint64_t *term_out) {
+        struct reply r;
+        int rc = call(c, OP_ROTATE, NULL, &r);
+        if (rc < 0)
+                return rc;
+        if (term_out)
+                wire_get_u64(&r.msg, T_TERM, term_out);
+        reply_free(&r);
+        return 0;
+}
+
+/* ---- identity and audit ---- */
+
+COFFER_API int coffer_whoami(coffer *c, coffer_identity *id) {
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        uint64_t v;
+        int rc = call(c, OP_WHOAMI, NULL, &r);
+        if (rc < 0)
+                return rc;
+        memset(id, 0, sizeof(*id));
+        if (wire_get_u64(&r.msg, T_UID, &v) == 0) id->uid = (uint32_t) v;
+        if (wire_get_u64(&r.msg, T_GID, &v) == 0) id->gid = (uint32_t) v;
+        if (wire_get_u64(&r.msg, T_PID, &v) == 0) id->pid = (uint32_t) v;
+        id->audit_session = UINT32_MAX;
+        if (wire_get_u64(&r.msg, T_AUDIT_SESSION, &v) == 0) id->audit_session = (uint32_t) v;
+        wire_get_str(&r.msg, T_USER, id->user, sizeof(id->user));
+        wire_get_str(&r.msg, T_EXE, id->exe, sizeof(id->exe));
+        wire_get_str(&r.msg, T_UNIT, id->unit, sizeof(id->unit));
+        wire_get_str(&r.msg, T_LOGIN_SESSION, id->login_session, sizeof(id->login_session));
+        wire_get_str(&r.msg, T_PIDFD_KIND, id->pin, sizeof(id->pin));
+        if (wire_get_bytes(&r.msg, T_GROUPS, &p, &n) == 0) {
+                struct wire_reader rd;
+                wire_reader_init(&rd, p, n);
+                while (id->ngroups < ELEMENTSOF(id->groups) && wire_read_u32(&rd, &id->groups[id->ngroups]))
+                        id->ngroups++;
+        }
+        reply_free(&r);
+        return 0;
+}
+
+COFFER_API int coffer_audit_verify(coffer *c, coffer_audit_report *rep, int fd) {
+        struct reply r;
+        int rc = call_fd(c, OP_AUDIT_VERIFY, NULL, fd, &r);
+        if (rc < 0)
+                return rc;
+        memset(rep, 0, sizeof(*rep));
+        wire_get_u64(&r.msg, T_RECORDS, &rep->records);
+        wire_get_u64(&r.msg, T_SEGMENTS, &rep->segments);
+        wire_get_u64(&r.msg, T_BAD_LINE, &rep->bad_line);
+        wire_get_str(&r.msg, T_ERR_MSG, rep->reason, sizeof(rep->reason));
+        reply_free(&r);
+        if (rep->bad_line)
+                return set_error(-EBADMSG, "audit log damaged at line %llu: %s", (unsigned long long) rep->bad_line,
+                                 rep->reason);
+        return 0;
+}

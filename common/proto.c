@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <string.h>
+
+#include "proto.h"
+
+static bool name_char_ok(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '_' || c == '-';
+}
+
+/* Segments of [A-Za-z0-9._-]+ joined by '/', none "." or "..". A trailing
+ * '/' is allowed only when trailing_slash is set (list prefixes). */
+static bool path_valid(const char *s, bool trailing_slash) {
+        size_t n = strlen(s);
+        if (n == 0 || n > PROTO_NAME_MAX)
+                return false;
+        const char *seg = s;
+        for (size_t i = 0; i <= n; i++) {
+                char c = s[i];
+                if (c == '/' || c == 0) {
+                        size_t len = (size_t) (s + i - seg);
+                        if (len == 0)
+                                return c == 0 && trailing_slash && i > 0;
+                        if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+                                return false;
+                        seg = s + i + 1;
+                } else if (!name_char_ok(c))
+                        return false;
+        }
+        return true;
+}
+
+bool proto_name_valid(const char *name) {
+        return path_valid(name, false);
+}
+
+bool proto_prefix_valid(const char *prefix) {
+        return prefix[0] == 0 || path_valid(prefix, true);
+}
+
+static int get_name(const struct wire_msg *m, char *name, size_t size, const char **why) {
+        int rc = wire_get_str(m, T_NAME, name, size);
+        if (rc == -ENOENT) {
+                *why = "secret name is missing";
+                return -EINVAL;
+        }
+        if (rc < 0 || !proto_name_valid(name)) {
+                *why = "invalid secret name: use 1-256 characters of A-Z a-z 0-9 . _ - in segments "
+                       "separated by '/', no empty, '.' or '..' segment";
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* An optional u64: absent leaves *v alone; present with the wrong type is an error. */
+static int opt_u64(const struct wire_msg *m, uint8_t tag, uint64_t *v, bool *present) {
+        int rc = wire_get_u64(m, tag, v);
+        if (present)
+                *present = rc == 0;
+        return rc == -ENOENT ? 0 : rc;
+}
+
+int proto_decode_secret(const struct wire_msg *m, struct req_secret *r, const char **why) {
+        int rc;
+        memset(r, 0, sizeof(*r));
+        rc = get_name(m, r->name, sizeof(r->name), why);
+        if (rc < 0)
+                return rc;
+        if (opt_u64(m, T_VERSION, &r->version, NULL) < 0 || opt_u64(m, T_CAS, &r->cas, &r->has_cas) < 0 ||
+            opt_u64(m, T_MAX_VERSIONS, &r->max_versions, NULL) < 0) {
+                *why = "version, cas and max-versions must be unsigned integers";
+                return -EINVAL;
+        }
+        if (r->max_versions > 1000) {
+                *why = "max-versions must be between 1 and 1000";
+                return -EINVAL;
+        }
+        rc = wire_get_bytes(m, T_VALUE, &r->value, &r->value_len);
+        if (rc == -EBADMSG) {
+                *why = "value must be a bytes field";
+                return -EINVAL;
+        }
+        if (rc == 0 && r->value_len > WIRE_VALUE_MAX) {
+                *why = "value is larger than 1 MiB";
+                return -E2BIG;
+        }
+        return 0;
+}
+
+int proto_decode_list(const struct wire_msg *m, struct req_list *r, const char **why) {
+        memset(r, 0, sizeof(*r));
+        int rc = wire_get_str(m, T_PREFIX, r->prefix, sizeof(r->prefix));
+        if (rc == -ENOENT)
+                return 0;
+        if (rc < 0 || !proto_prefix_valid(r->prefix)) {
+                *why = "invalid prefix: use the characters of secret names, optionally ending in '/'";
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int get_key(const struct wire_msg *m, struct req_seal *r, bool required, const char **why) {
+        int rc = wire_get_bytes(m, T_KEY, &r->key, &r->key_len);
+        if (rc == -ENOENT && !required)
+                return 0;
+        if (rc < 0 || r->key_len == 0 || r->key_len > PROTO_KEY_MAX) {
+                *why = "key material is missing, empty or larger than 4096 bytes";
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int proto_decode_init(const struct wire_msg *m, struct req_seal *r, const char **why) {
+        memset(r, 0, sizeof(*r));
+        if (wire_get_str(m, T_METHOD, r->method, sizeof(r->method)) < 0) {
+                *why = "unseal method is missing";
+                return -EINVAL;
+        }
+        if (strcmp(r->method, "shamir") == 0) {
+                if (wire_get_u64(m, T_SHARES, &r->shares) < 0 || wire_get_u64(m, T_THRESHOLD, &r->threshold) < 0 ||
+                    r->threshold < 2 || r->threshold > r->shares || r->shares > PROTO_SHAMIR_MAX) {
+                        *why = "shamir needs 2 <= threshold <= shares <= 255";
+                        return -EINVAL;
+                }
+                return get_key(m, r, false, why);
+        }
+        if (strcmp(r->method, "keyfile") == 0 || strcmp(r->method, "passphrase") == 0) {
+                int rc = get_key(m, r, true, why);
+                if (rc < 0)
+                        return rc;
+                if (strcmp(r->method, "keyfile") == 0 && r->key_len < PROTO_KEYFILE_MIN) {
+                        *why = "a keyfile must hold at least 32 bytes of random data";
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        *why = "unknown unseal method: use keyfile, passphrase or shamir";
+        return -EINVAL;
+}
+
+int proto_decode_unseal(const struct wire_msg *m, struct req_seal *r, const char **why) {
+        memset(r, 0, sizeof(*r));
+        return get_key(m, r, true, why);
+}
+
+bool proto_version_write(struct wire_writer *w, const struct proto_version *v) {
+        return wire_write_u64(w, v->version) && wire_write_u64(w, v->created) && wire_write_u64(w, v->deleted) &&
+               wire_write_u8(w, v->destroyed ? 1 : 0);
+}
+
+bool proto_version_read(struct wire_reader *r, struct proto_version *v) {
+        uint8_t d = 0;
+        bool ok = wire_read_u64(r, &v->version) && wire_read_u64(r, &v->created) &&
+                  wire_read_u64(r, &v->deleted) && wire_read_u8(r, &d);
+        if (ok && d > 1) {
+                r->error = true;
+                return false;
+        }
+        v->destroyed = d == 1;
+        return ok;
+}
+
+const char *proto_op_name(uint16_t op) {
+        switch (op & ~PROTO_REPLY_BIT) {
+        case OP_STATUS: return "status";
+        case OP_INIT: return "init";
+        case OP_UNSEAL: return "unseal";
+        case OP_SEAL: return "seal";
+        case OP_ROTATE: return "rotate";
+        case OP_PUT: return "put";
+        case OP_GET: return "get";
+        case OP_LIST: return "list";
+        case OP_VERSIONS: return "versions";
+        case OP_DELETE: return "delete";
+        case OP_UNDELETE: return "undelete";
+        case OP_DESTROY: return "destroy";
+        case OP_WHOAMI: return "whoami";
+        case OP_AUDIT_VERIFY: return "audit-verify";
+        default: return "unknown";
+        }
+}

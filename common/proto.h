@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Opcodes, field tags and request decoders shared by cofferd and libcoffer.
+ * docs/PROTOCOL.md is the prose version of this file. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+#define PROTO_REPLY_BIT 0x8000u
+
+enum proto_op {
+        OP_STATUS       = 1,
+        OP_INIT         = 2,
+        OP_UNSEAL       = 3,
+        OP_SEAL         = 4,
+        OP_ROTATE       = 5,
+        OP_PUT          = 16,
+        OP_GET          = 17,
+        OP_LIST         = 18,
+        OP_VERSIONS     = 19,
+        OP_DELETE       = 20,
+        OP_UNDELETE     = 21,
+        OP_DESTROY      = 22,
+        OP_WHOAMI       = 32,
+        OP_AUDIT_VERIFY = 33,
+        OP_ERROR        = 0xffff, /* reply only */
+};
+
+enum proto_tag {
+        T_NAME          = 1,  /* string: secret name */
+        T_VALUE         = 2,  /* bytes: secret value */
+        T_VERSION       = 3,  /* u64 */
+        T_CAS           = 4,  /* u64: expected current version (0 = must not exist) */
+        T_PREFIX        = 5,  /* string */
+        T_NAMES         = 6,  /* bytes: packed lbytes strings */
+        T_VERSIONS      = 7,  /* bytes: packed version records */
+        T_ERR_CODE      = 8,  /* u64: positive errno */
+        T_ERR_MSG       = 9,  /* string */
+        T_METHOD        = 10, /* string: keyfile | passphrase | shamir */
+        T_KEY           = 11, /* bytes: keyfile content, passphrase or one share */
+        T_SHARES        = 12, /* u64 on init request: n; bytes on init reply: packed shares */
+        T_THRESHOLD     = 13, /* u64 */
+        T_INITIALIZED   = 14, /* u64 bool */
+        T_SEALED        = 15, /* u64 bool */
+        T_PROGRESS      = 16, /* u64: shares submitted so far */
+        T_TERM          = 17, /* u64: data-key term */
+        T_SERVER_VER    = 18, /* string */
+        T_MAX_VERSIONS  = 19, /* u64 */
+        T_UID           = 20, /* u64 */
+        T_GID           = 21, /* u64 */
+        T_GROUPS        = 22, /* bytes: packed u32 */
+        T_PID           = 23, /* u64 */
+        T_EXE           = 24, /* string */
+        T_UNIT          = 25, /* string */
+        T_AUDIT_SESSION = 26, /* u64 */
+        T_LOGIN_SESSION = 27, /* string */
+        T_RECORDS       = 28, /* u64: audit records verified */
+        T_BAD_LINE      = 29, /* u64: first bad line (0 = none) */
+        T_PIDFD_KIND    = 30, /* string: how the process was pinned */
+        T_CREATED       = 31, /* u64 */
+        T_USER          = 32, /* string */
+        T_DELETED       = 33, /* u64 bool */
+        T_STATE_DIR     = 34, /* string */
+        T_SEGMENTS      = 35, /* u64 */
+};
+
+/* Names: 1..PROTO_NAME_MAX bytes of [A-Za-z0-9._-], segments separated by
+ * single '/', no empty segment, no "." or ".." segment. */
+#define PROTO_NAME_MAX       256
+#define PROTO_SHAMIR_MAX     255
+#define PROTO_SHARE_SIZE     33   /* index byte + 32 key bytes */
+#define PROTO_KEYFILE_MIN    32
+#define PROTO_KEY_MAX        4096 /* keyfile, passphrase or share */
+
+bool proto_name_valid(const char *name);
+/* A prefix for list: empty, or a name, optionally ending in '/'. */
+bool proto_prefix_valid(const char *prefix);
+
+/* Decoded requests. Borrowed pointers point into the message body. */
+struct req_secret {
+        char name[PROTO_NAME_MAX + 1];
+        uint64_t version;        /* 0 = latest */
+        bool has_cas;
+        uint64_t cas;
+        const uint8_t *value;
+        size_t value_len;
+        uint64_t max_versions;   /* 0 = unchanged */
+};
+
+struct req_list {
+        char prefix[PROTO_NAME_MAX + 2];
+};
+
+struct req_seal {
+        char method[16];
+        const uint8_t *key;
+        size_t key_len;
+        uint64_t shares;
+        uint64_t threshold;
+};
+
+/* Each returns 0 or a negative errno; *why names the offending field. */
+int proto_decode_secret(const struct wire_msg *m, struct req_secret *r, const char **why);
+int proto_decode_list(const struct wire_msg *m, struct req_list *r, const char **why);
+int proto_decode_init(const struct wire_msg *m, struct req_seal *r, const char **why);
+int proto_decode_unseal(const struct wire_msg *m, struct req_seal *r, const char **why);
+
+/* One version record inside T_VERSIONS. */
+struct proto_version {
+        uint64_t version;
+        uint64_t created;   /* unix seconds */
+        uint64_t deleted;   /* unix seconds, 0 = live */
+        bool destroyed;
+};
+bool proto_version_write(struct wire_writer *w, const struct proto_version *v);
+bool proto_version_read(struct wire_reader *r, struct proto_version *v);
+
+const char *proto_op_name(uint16_t op);

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Audit: one record per request, allowed or denied, written before the reply.
+ * Records go to an append-only JSON-lines file, chained with a keyed MAC, and
+ * to journald. Never a secret value. If the file record cannot be written the
+ * caller must fail the request. See docs/PROTOCOL.md "Audit log". */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peer.h"
+
+struct audit;
+
+struct audit_event {
+        const char *op;        /* e.g. "get" */
+        const char *object;    /* e.g. "secret:hf/token", may be NULL */
+        const char *decision;  /* "allow" or "deny" */
+        const char *rule;      /* what decided, may be NULL */
+        int result;            /* 0 or -errno */
+        uint64_t version;      /* 0 = none */
+        const struct peer *peer; /* may be NULL for daemon events */
+};
+
+/* Opens/creates path (0600, O_APPEND). Reads the last record to continue the
+ * chain. Starts a sealed segment: a fresh random segment key, stored in the
+ * segment's first record sealed (crypto_box_seal) to box_pk, or with no key
+ * at all when box_pk is NULL (store not yet initialized). */
+int audit_open(struct audit **out, const char *path, const uint8_t *box_pk);
+void audit_close(struct audit *a);
+/* Start a new segment keyed with the master-derived MAC key (after unseal/init). */
+int audit_unsealed(struct audit *a, const uint8_t mac_key[static 32]);
+/* Start a new sealed segment (after seal). */
+int audit_sealed(struct audit *a, const uint8_t box_pk[static 32]);
+int audit_record(struct audit *a, const struct audit_event *ev);
+/* The chain head, so a verifier can detect truncation of the live log. */
+void audit_head(const struct audit *a, uint64_t *seq, uint8_t mac[static 32]);
+
+struct audit_report {
+        uint64_t records;      /* records whose MAC verified */
+        uint64_t segments;
+        uint64_t bad_line;     /* 1-based line of the first problem, 0 = none */
+        uint64_t last_seq;
+        uint8_t last_mac[32];
+        char reason[256];      /* what is wrong at bad_line */
+};
+
+/* Verify a log read from fd. Returns 0 if every record verifies, -EBADMSG with
+ * rep->bad_line/reason set otherwise, or another -errno on read failure. */
+int audit_verify_fd(int fd, const uint8_t mac_key[static 32], const uint8_t box_pk[static 32],
+                    const uint8_t box_sk[static 32], struct audit_report *rep);

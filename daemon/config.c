@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+void config_defaults(struct config *c) {
+        memset(c, 0, sizeof(*c));
+        strcpy_bounded(c->socket, sizeof(c->socket), COFFER_DEFAULT_SOCKET);
+        strcpy_bounded(c->state_dir, sizeof(c->state_dir), COFFER_DEFAULT_STATE_DIR);
+        strcpy_bounded(c->admin_group, sizeof(c->admin_group), "coffer-admin");
+        c->max_connections = 4096;
+        c->max_connections_per_uid = 512;
+        c->idle_timeout_sec = 60;
+}
+
+int check_owner_mode(const char *path, uid_t uid, char *err, size_t errsz) {
+        struct stat st;
+        if (lstat(path, &st) < 0) {
+                snprintf(err, errsz, "%s: %s", path, strerror(errno));
+                return -errno;
+        }
+        if (st.st_uid != 0 && st.st_uid != uid) {
+                snprintf(err, errsz, "%s is owned by uid %u; it must be owned by root or uid %u", path,
+                         (unsigned) st.st_uid, (unsigned) uid);
+                return -EPERM;
+        }
+        if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+                snprintf(err, errsz, "%s is writable by group or others (mode %04o); run chmod go-w %s", path,
+                         (unsigned) (st.st_mode & 07777), path);
+                return -EPERM;
+        }
+        return 0;
+}
+
+static int set_string(char *dst, size_t n, const char *v) {
+        return strcpy_bounded(dst, n, v) && v[0] ? 0 : -EINVAL;
+}
+
+static int set_uint(unsigned *dst, const char *v, uint64_t min, uint64_t max) {
+        uint64_t x;
+        int rc = parse_u64(v, min, max, &x);
+        if (rc == 0)
+                *dst = (unsigned) x;
+        return rc;
+}
+
+static int apply(struct config *c, const char *k, const char *v) {
+        if (strcmp(k, "socket") == 0)
+                return set_string(c->socket, sizeof(c->socket), v);
+        if (strcmp(k, "state_dir") == 0)
+                return set_string(c->state_dir, sizeof(c->state_dir), v);
+        if (strcmp(k, "audit_log") == 0)
+                return set_string(c->audit_log, sizeof(c->audit_log), v);
+        if (strcmp(k, "admin_group") == 0)
+                return set_string(c->admin_group, sizeof(c->admin_group), v);
+        if (strcmp(k, "max_connections") == 0)
+                return set_uint(&c->max_connections, v, 1, 1000000);
+        if (strcmp(k, "max_connections_per_uid") == 0)
+                return set_uint(&c->max_connections_per_uid, v, 1, 1000000);
+        if (strcmp(k, "idle_timeout") == 0)
+                return set_uint(&c->idle_timeout_sec, v, 1, 86400);
+        return -ENOENT;
+}
+
+static char *trim(char *s) {
+        while (*s == ' ' || *s == '\t')
+                s++;
+        size_t n = strlen(s);
+        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+                s[--n] = 0;
+        return s;
+}
+
+static int parse_line(struct config *c, char *line, const char *path, unsigned lineno, char *err, size_t errsz) {
+        char *s = trim(line);
+        if (!*s || *s == '#')
+                return 0;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+                snprintf(err, errsz, "%s:%u: expected 'key = value'", path, lineno);
+                return -EINVAL;
+        }
+        *eq = 0;
+        char *k = trim(s), *v = trim(eq + 1);
+        int rc = apply(c, k, v);
+        if (rc == -ENOENT)
+                snprintf(err, errsz, "%s:%u: unknown key '%s'", path, lineno, k);
+        else if (rc < 0)
+                snprintf(err, errsz, "%s:%u: invalid value for '%s'", path, lineno, k);
+        return rc < 0 ? -EINVAL : 0;
+}
+
+int config_load(struct config *c, const char *path, bool required, char *err, size_t errsz) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+                if (errno == ENOENT && !required)
+                        return 0;
+                snprintf(err, errsz, "%s: %s", path, strerror(errno));
+                return -errno;
+        }
+        FILE *f = fdopen(fd, "r");
+        if (!f) {
+                close(fd);
+                return -ENOMEM;
+        }
+        int rc = check_owner_mode(path, geteuid(), err, errsz);
+        struct config tmp = *c;
+        char line[1024];
+        unsigned lineno = 0;
+        while (rc == 0 && fgets(line, sizeof(line), f)) {
+                lineno++;
+                rc = parse_line(&tmp, line, path, lineno, err, errsz);
+        }
+        fclose(f);
+        if (rc == 0)
+                *c = tmp;
+        return rc;
+}

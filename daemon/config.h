@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cofferd configuration: defaults, then the config file, then the command line. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct config {
+        char socket[108];
+        char state_dir[PATH_MAX];
+        char audit_log[PATH_MAX];      /* "" = STATE_DIR/audit.log */
+        char admin_group[64];
+        unsigned max_connections;
+        unsigned max_connections_per_uid;
+        unsigned idle_timeout_sec;     /* no complete frame for this long: close */
+};
+
+void config_defaults(struct config *c);
+/* Parse FILE into c (over what is there). A missing file is fine only when
+ * !required. Refuses a file not owned by root or the daemon's uid, or
+ * writable by group or others. On error, *err says where and what. */
+int config_load(struct config *c, const char *path, bool required, char *err, size_t errsz);
+/* Refuse a path (file or directory) that group or others may write, or that is
+ * owned by someone other than root or uid. */
+int check_owner_mode(const char *path, uid_t uid, char *err, size_t errsz);

@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cofferd: privileges and setup, then the event loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <systemd/sd-daemon.h>
+
+#include "server.h"
+#include "util.h"
+
+#define CREDENTIAL_NAME "coffer.unseal"
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("cofferd: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        sd_notifyf(0, "STATUS=Failed to start");
+        return 1;
+}
+
+static void usage(void) {
+        puts("Usage: cofferd [--config FILE] [--state-dir DIR] [--socket PATH] [--audit-log FILE]\n"
+             "Runs the coffer daemon in the foreground. See cofferd(8).");
+}
+
+struct args {
+        const char *config, *state_dir, *socket, *audit_log;
+};
+
+static int parse_args(int argc, char **argv, struct args *a) {
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },  { "state-dir", required_argument, NULL, 'd' },
+                { "socket", required_argument, NULL, 's' },  { "audit-log", required_argument, NULL, 'a' },
+                { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+        while ((c = getopt_long(argc, argv, "c:d:s:a:hV", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'c': a->config = optarg; break;
+                case 'd': a->state_dir = optarg; break;
+                case 's': a->socket = optarg; break;
+                case 'a': a->audit_log = optarg; break;
+                case 'h': usage(); return 0;
+                case 'V': puts("cofferd " COFFER_VERSION); return 0;
+                default: return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "cofferd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+/* Memory holds unencrypted keys: no core dumps, no ptrace by same-uid peers. */
+static int harden_process(void) {
+        struct rlimit rl = { 0, 0 };
+        umask(077);
+        if (setrlimit(RLIMIT_CORE, &rl) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
+                return -errno;
+        signal(SIGPIPE, SIG_IGN);
+        /* Room for thousands of connections. */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        return 0;
+}
+
+/* Close every fd but stdio and the ones systemd passed us. */
+static void sanitize_fds(int nlisten) {
+        int first = 3 + (nlisten > 0 ? nlisten : 0);
+        close_range((unsigned) first, ~0u, 0);
+}
+
+static int prepare_state_dir(struct cofferd *d) {
+        char err[512];
+        if (mkdir(d->cfg.state_dir, 0700) < 0 && errno != EEXIST)
+                return die("cannot create state directory %s: %s", d->cfg.state_dir, strerror(errno));
+        if (check_owner_mode(d->cfg.state_dir, d->self_uid, err, sizeof(err)) < 0)
+                return die("refusing state directory: %s", err);
+        return 0;
+}
+
+static int make_listener(struct cofferd *d, int nlisten) {
+        if (nlisten > 0) {
+                if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
+                        return die("the socket passed by systemd is not a listening AF_UNIX stream socket");
+                d->listen_fd = SD_LISTEN_FDS_START;
+                return 0;
+        }
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (!strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), d->cfg.socket))
+                return die("socket path too long: %s", d->cfg.socket);
+        char dir[sizeof(sa.sun_path)];
+        strcpy_bounded(dir, sizeof(dir), d->cfg.socket);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = 0;
+                if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                        return die("cannot create %s: %s", dir, strerror(errno));
+        }
+        struct stat st;
+        if (lstat(sa.sun_path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode))
+                        return die("%s exists and is not a socket; remove it or choose another --socket", sa.sun_path);
+                unlink(sa.sun_path);
+        }
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0)
+                return die("cannot listen on %s: %s", sa.sun_path, strerror(errno));
+        /* Anyone may connect; what they get is decided from their peer credentials. */
+        if (chmod(sa.sun_path, 0666) < 0)
+                return die("chmod %s: %s", sa.sun_path, strerror(errno));
+        d->listen_fd = fd;
+        return 0;
+}
+
+/* systemd's LoadCredential[Encrypted]=coffer.unseal: unseal at start. */
+static void unseal_from_credential(struct cofferd *d) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        char path[4096];
+        if (!dir || !d->seal.initialized)
+                return;
+        snprintf(path, sizeof(path), "%s/%s", dir, CREDENTIAL_NAME);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        _cleanup_secbuf_ struct secbuf key = { 0 };
+        const char *why = NULL;
+        int rc = read_all_fd(fd, PROTO_KEY_MAX, &key.p, &key.len);
+        if (rc == 0)
+                rc = seal_unseal(&d->seal, d->store, key.p, key.len, &why);
+        if (rc == 0 && !seal_is_sealed(&d->seal))
+                rc = audit_unsealed_mode(d);
+        if (rc == 0)
+                fprintf(stderr, "cofferd: unsealed from credential %s\n", CREDENTIAL_NAME);
+        else
+                fprintf(stderr, "cofferd: credential %s did not unseal the store: %s\n", CREDENTIAL_NAME,
+                        why ? why : strerror(-rc));
+}
+
+/* Keep only what the running daemon needs: CAP_SYS_PTRACE to read other
+ * users' /proc/PID/exe, CAP_IPC_LOCK to lock key pages. */
+static int drop_capabilities(void) {
+        static const cap_value_t keep[] = { CAP_SYS_PTRACE, CAP_IPC_LOCK };
+        if (geteuid() != 0)
+                return 0;
+        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
+                if (c != keep[0] && c != keep[1] && cap_drop_bound(c) < 0 && errno != EINVAL)
+                        return -errno;
+        }
+        cap_t caps = cap_init();
+        if (!caps)
+                return -ENOMEM;
+        int rc = cap_set_flag(caps, CAP_PERMITTED, 2, keep, CAP_SET) || cap_set_flag(caps, CAP_EFFECTIVE, 2, keep, CAP_SET) ||
+                 cap_set_proc(caps) ? -errno : 0;
+        cap_free(caps);
+        return rc;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        struct cofferd *d = userdata;
+        if (si->ssi_signo == SIGHUP) {
+                server_reload(d);
+                return 0;
+        }
+        sd_notify(0, "STOPPING=1");
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int setup_signals(struct cofferd *d) {
+        sigset_t ss;
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGHUP);
+        sigprocmask(SIG_BLOCK, &ss, NULL);
+        int rc = sd_event_add_signal(d->event, NULL, SIGTERM, on_signal, d);
+        if (rc >= 0)
+                rc = sd_event_add_signal(d->event, NULL, SIGINT, on_signal, d);
+        if (rc >= 0)
+                rc = sd_event_add_signal(d->event, NULL, SIGHUP, on_signal, d);
+        return rc;
+}
+
+static int load_config(struct cofferd *d, const struct args *a) {
+        char err[512];
+        config_defaults(&d->cfg);
+        strcpy_bounded(d->config_path, sizeof(d->config_path), a->config ? a->config : COFFER_DEFAULT_CONFIG);
+        d->config_required = a->config != NULL;
+        if (config_load(&d->cfg, d->config_path, d->config_required, err, sizeof(err)) < 0)
+                return die("bad configuration: %s", err);
+        if (a->state_dir && !strcpy_bounded(d->cfg.state_dir, sizeof(d->cfg.state_dir), a->state_dir))
+                return die("--state-dir too long");
+        if (a->socket && !strcpy_bounded(d->cfg.socket, sizeof(d->cfg.socket), a->socket))
+                return die("--socket too long (at most 107 bytes)");
+        if (a->audit_log && !strcpy_bounded(d->cfg.audit_log, sizeof(d->cfg.audit_log), a->audit_log))
+                return die("--audit-log too long");
+        if (d->cfg.audit_log[0])
+                strcpy_bounded(d->audit_path, sizeof(d->audit_path), d->cfg.audit_log);
+        else if (snprintf(d->audit_path, sizeof(d->audit_path), "%.4000s/audit.log", d->cfg.state_dir) < 0)
+                return die("bad state directory");
+        return 0;
+}
+
+static int open_store(struct cofferd *d) {
+        int rc = store_open(&d->store, d->cfg.state_dir);
+        if (rc < 0)
+                return die("cannot open the store in %s: %s (%s)", d->cfg.state_dir, strerror(-rc),
+                           store_errmsg(d->store));
+        rc = seal_load(&d->seal, d->store);
+        if (rc < 0)
+                return die("the store's seal configuration is damaged: %s", strerror(-rc));
+        rc = audit_open(&d->audit, d->audit_path, d->seal.has_audit_pk ? d->seal.audit_pk : NULL);
+        if (rc < 0)
+                return die("cannot open the audit log %s: %s", d->audit_path, strerror(-rc));
+        return 0;
+}
+
+static int run(struct cofferd *d) {
+        int rc = sd_event_default(&d->event);
+        if (rc < 0 || setup_signals(d) < 0 || server_start(d) < 0)
+                return die("cannot set up the event loop: %s", strerror(rc < 0 ? -rc : EIO));
+        sd_notifyf(0, "READY=1\nSTATUS=%s; listening on %s",
+                   !d->seal.initialized ? "not initialized" : seal_is_sealed(&d->seal) ? "sealed" : "unsealed",
+                   d->cfg.socket);
+        fprintf(stderr, "cofferd %s: listening on %s (state %s)\n", COFFER_VERSION, d->cfg.socket, d->cfg.state_dir);
+        rc = sd_event_loop(d->event);
+        server_stop(d);
+        d->event = sd_event_unref(d->event);
+        return rc < 0 ? die("event loop failed: %s", strerror(-rc)) : 0;
+}
+
+int main(int argc, char **argv) {
+        struct args a = { 0 };
+        static struct cofferd d = { .listen_fd = -1 };
+        int rc = parse_args(argc, argv, &a);
+        if (rc <= 0)
+                return rc < 0 ? 2 : 0;
+        int nlisten = sd_listen_fds(1);
+        sanitize_fds(nlisten);
+        if (harden_process() < 0 || sodium_init() < 0)
+                return die("cannot harden the process or initialize libsodium");
+        d.self_uid = geteuid();
+        if (load_config(&d, &a) || prepare_state_dir(&d) || open_store(&d) || make_listener(&d, nlisten))
+                return 1;
+        unseal_from_credential(&d);
+        if ((rc = drop_capabilities()) < 0)
+                return die("cannot drop capabilities: %s", strerror(-rc));
+        rc = run(&d);
+        seal_free(&d.seal);
+        audit_close(d.audit);
+        store_close(d.store);
+        if (nlisten <= 0 && d.listen_fd >= 0)
+                unlink(d.cfg.socket);
+        return rc;
+}

@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "ops.h"
+#include "proto.h"
+#include "util.h"
+
+enum {
+        NEED_INIT = 1 << 0,     /* store must be initialized */
+        NEED_UNSEALED = 1 << 1, /* ... and unsealed */
+        NEED_ADMIN = 1 << 2,    /* interim authorization: root, admin group, daemon uid */
+        WRITES = 1 << 3,        /* changes the store: runs in a transaction with its audit record */
+        TAKES_FD = 1 << 4,      /* may carry a file descriptor */
+};
+
+struct op {
+        uint16_t code;
+        unsigned flags;
+        int (*handler)(struct request *r);
+};
+
+static int fail(struct request *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct request *r, int code, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->err, sizeof(r->err), fmt, ap);
+        va_end(ap);
+        return code;
+}
+
+static void set_object(struct request *r, const char *kind, const char *name) {
+        snprintf(r->object, sizeof(r->object), "%s:%s", kind, name);
+}
+
+/* ---- operator ---- */
+
+static int put_status(struct request *r) {
+        const struct seal *s = &r->d->seal;
+        const struct keyring_term *t = keyring_current(s->kr);
+        wire_put_u64(r->out, T_INITIALIZED, s->initialized);
+        wire_put_u64(r->out, T_SEALED, seal_is_sealed(s));
+        wire_put_u64(r->out, T_PROGRESS, s->npending);
+        wire_put_u64(r->out, T_THRESHOLD, s->threshold);
+        wire_put_str(r->out, T_METHOD, s->method);
+        wire_put_str(r->out, T_SERVER_VER, COFFER_VERSION);
+        wire_put_u64(r->out, T_TERM, t ? t->term : 0);
+        return 0;
+}
+
+static int process_status(struct request *r) {
+        set_object(r, "store", "status");
+        return put_status(r);
+}
+
+static int start_unsealed_audit(struct request *r) {
+        int rc = audit_unsealed_mode(r->d);
+        return rc < 0 ? fail(r, rc, "cannot start the audit log's unsealed segment: %s", strerror(-rc)) : 0;
+}
+
+static int process_init(struct request *r) {
+        struct req_seal q;
+        const char *why = NULL;
+        uint8_t *shares = NULL;
+        set_object(r, "store", "init");
+        int rc = proto_decode_init(r->msg, &q, &why);
+        if (rc < 0)
+                return fail(r, rc, "%s", why);
+        if (r->d->seal.initialized)
+                return fail(r, -EEXIST, "the store is already initialized; to unseal it run `coffer operator unseal`");
+        rc = seal_init(&r->d->seal, r->d->store, &q, &shares);
+        if (rc < 0)
+                return fail(r, rc, "initializing the store failed: %s (%s)", strerror(-rc), store_errmsg(r->d->store));
+        if (shares) {
+                wire_put_bytes(r->out, T_SHARES, shares, q.shares * PROTO_SHARE_SIZE);
+                sodium_free(shares);
+        }
+        rc = start_unsealed_audit(r);
+        return rc < 0 ? rc : put_status(r);
+}
+
+static int process_unseal(struct request *r) {
+        struct req_seal q;
+        const char *why = NULL;
+        set_object(r, "store", "unseal");
+        int rc = proto_decode_unseal(r->msg, &q, &why);
+        if (rc < 0)
+                return fail(r, rc, "%s", why);
+        bool was_sealed = seal_is_sealed(&r->d->seal);
+        rc = seal_unseal(&r->d->seal, r->d->store, q.key, q.key_len, &why);
+        if (rc < 0)
+                return why ? fail(r, rc, "%s", why) : fail(r, rc, "unseal failed: %s", strerror(-rc));
+        if (was_sealed && !seal_is_sealed(&r->d->seal)) {
+                rc = start_unsealed_audit(r);
+                if (rc < 0)
+                        return rc;
+        }
+        return put_status(r);
+}
+
+static int process_seal(struct request *r) {
+        set_object(r, "store", "seal");
+        if (!seal_is_sealed(&r->d->seal)) {
+                seal_seal(&r->d->seal);
+                int rc = audit_sealed_mode(r->d);
+                if (rc < 0)
+                        return fail(r, rc, "sealed, but the audit log's sealed segment failed: %s", strerror(-rc));
+        }
+        return put_status(r);
+}
+
+static int process_rotate(struct request *r) {
+        uint32_t term;
+        set_object(r, "store", "keyring");
+        int rc = seal_rotate(&r->d->seal, r->d->store, &term);
+        if (rc < 0)
+                return fail(r, rc, "rotation failed: %s (%s)", strerror(-rc), store_errmsg(r->d->store));
+        r->version = term;
+        return put_status(r);
+}
+
+/* ---- secrets ---- */
+
+static int store_fail(struct request *r, int rc, const char *what) {
+        switch (rc) {
+        case -ENOENT:
+                return fail(r, rc, "%s: no such secret or version", r->object);
+        case -EBADMSG:
+                return fail(r, rc, "%s: integrity check failed: the stored value was altered or moved; "
+                                   "restore the store from a backup", r->object);
+        case -ESTALE:
+                return fail(r, rc, "%s: check-and-set failed: the current version is not the one given; "
+                                   "read it again and retry", r->object);
+        case -ENOSPC:
+                return fail(r, rc, "%s failed: the state directory's disk is full; free space and retry "
+                                   "(nothing was written)", what);
+        case -EROFS:
+                return fail(r, rc, "%s failed: the state directory is read-only; nothing was written", what);
+        default:
+                return fail(r, rc, "%s failed: %s (%s)", what, strerror(-rc), store_errmsg(r->d->store));
+        }
+}
+
+static int decode_secret(struct request *r, struct req_secret *q) {
+        const char *why = NULL;
+        int rc = proto_decode_secret(r->msg, q, &why);
+        if (rc < 0)
+                return fail(r, rc, "%s", why);
+        set_object(r, "secret", q->name);
+        return 0;
+}
+
+static int process_put(struct request *r) {
+        struct req_secret q;
+        int rc = decode_secret(r, &q);
+        if (rc < 0)
+                return rc;
+        if (!q.value)
+                return fail(r, -EINVAL, "no value given");
+        rc = store_secret_put(r->d->store, r->d->seal.kr, q.name, q.value, q.value_len, q.has_cas, q.cas,
+                              q.max_versions, now_unix(), &r->version);
+        if (rc < 0)
+                return store_fail(r, rc, "write");
+        wire_put_u64(r->out, T_VERSION, r->version);
+        return 0;
+}
+
+static int process_get(struct request *r) {
+        struct req_secret q;
+        _cleanup_secbuf_ struct secbuf v = { 0 };
+        int rc = decode_secret(r, &q);
+        if (rc < 0)
+                return rc;
+        rc = store_secret_get(r->d->store, r->d->seal.kr, q.name, q.version, &v.p, &v.len, &r->version);
+        if (rc < 0)
+                return store_fail(r, rc, "read");
+        wire_put_u64(r->out, T_VERSION, r->version);
+        wire_put_bytes(r->out, T_VALUE, v.p, v.len);
+        return 0;
+}
+
+static int process_list(struct request *r) {
+        struct req_list q;
+        const char *why = NULL;
+        char **names = NULL;
+        size_t n = 0;
+        int rc = proto_decode_list(r->msg, &q, &why);
+        if (rc < 0)
+                return fail(r, rc, "%s", why);
+        set_object(r, "secret", q.prefix[0] ? q.prefix : "*");
+        rc = store_secret_list(r->d->store, q.prefix, &names, &n);
+        if (rc < 0)
+                return store_fail(r, rc, "list");
+        struct wire_writer w;
+        wire_writer_init(&w);
+        for (size_t i = 0; i < n; i++)
+                wire_write_lbytes(&w, names[i], strlen(names[i]));
+        wire_put_bytes(r->out, T_NAMES, w.p, w.len);
+        rc = w.error ? fail(r, -E2BIG, "the list is too long for one reply; give a longer prefix") : 0;
+        wire_writer_free(&w);
+        store_strv_free(names, n);
+        return rc;
+}
+
+static int process_versions(struct request *r) {
+        struct req_secret q;
+        struct proto_version *v = NULL;
+        size_t n = 0;
+        int rc = decode_secret(r, &q);
+        if (rc < 0)
+                return rc;
+        rc = store_secret_versions(r->d->store, q.name, &v, &n);
+        if (rc < 0)
+                return store_fail(r, rc, "versions");
+        struct wire_writer w;
+        wire_writer_init(&w);
+        for (size_t i = 0; i < n; i++)
+                proto_version_write(&w, &v[i]);
+        wire_put_bytes(r->out, T_VERSIONS, w.p, w.len);
+        wire_writer_free(&w);
+        free(v);
+        return 0;
+}
+
+static int process_delete(struct request *r) {
+        struct req_secret q;
+        int rc = decode_secret(r, &q);
+        if (rc < 0)
+                return rc;
+        rc = store_secret_delete(r->d->store, q.name, q.version, now_unix(), &r->version);
+        if (rc < 0)
+                return store_fail(r, rc, "delete");
+        wire_put_u64(r->out, T_VERSION, r->version);
+        return 0;
+}
+
+static int need_version(struct request *r, struct req_secret *q) {
+        int rc = decode_secret(r, q);
+        if (rc == 0 && q->version == 0)
+                rc = fail(r, -EINVAL, "give the version (--version N); see `coffer versions %s`", q->name);
+        r->version = q->version;
+        return rc;
+}
+
+static int process_undelete(struct request *r) {
+        struct req_secret q;
+        int rc = need_version(r, &q);
+        if (rc == 0 && (rc = store_secret_undelete(r->d->store, q.name, q.version)) < 0)
+                return store_fail(r, rc, "undelete");
+        return rc;
+}
+
+static int process_destroy(struct request *r) {
+        struct req_secret q;
+        int rc = need_version(r, &q);
+        if (rc == 0 && (rc = store_secret_destroy(r->d->store, q.name, q.version)) < 0)
+                return store_fail(r, rc, "destroy");
+        return rc;
+}
+
+/* ---- identity, audit ---- */
+
+static int process_whoami(struct request *r) {
+        const struct peer *p = r->peer;
+        struct wire_writer g;
+        set_object(r, "identity", "self");
+        wire_writer_init(&g);
+        for (uint32_t i = 0; i < p->ngroups; i++)
+                wire_write_u32(&g, p->groups[i]);
+        wire_put_u64(r->out, T_UID, p->uid);
+        wire_put_u64(r->out, T_GID, p->gid);
+        wire_put_bytes(r->out, T_GROUPS, g.p, g.len);
+        wire_put_u64(r->out, T_PID, (uint64_t) p->pid);
+        wire_put_str(r->out, T_USER, p->user);
+        wire_put_str(r->out, T_EXE, p->exe);
+        wire_put_str(r->out, T_UNIT, p->unit);
+        wire_put_u64(r->out, T_AUDIT_SESSION, p->audit_session);
+        wire_put_str(r->out, T_LOGIN_SESSION, p->login_session);
+        wire_put_str(r->out, T_PIDFD_KIND, p->pin == PEER_PIN_PEERPIDFD ? "SO_PEERPIDFD" : "pidfd_open");
+        wire_writer_free(&g);
+        return 0;
+}
+
+static int process_audit_verify(struct request *r) {
+        struct audit_report rep;
+        const struct keyring *kr = r->d->seal.kr;
+        set_object(r, "audit", r->fd >= 0 ? "file" : "log");
+        _cleanup_close_ int own = -1;
+        int fd = r->fd;
+        if (fd < 0) {
+                own = open(r->d->audit_path, O_RDONLY | O_CLOEXEC);
+                if (own < 0)
+                        return fail(r, -errno, "cannot open the audit log %s: %s", r->d->audit_path, strerror(errno));
+                fd = own;
+        }
+        struct stat st, live;
+        bool is_live = fstat(fd, &st) == 0 && stat(r->d->audit_path, &live) == 0 && st.st_dev == live.st_dev &&
+                       st.st_ino == live.st_ino;
+        memset(&rep, 0, sizeof(rep));
+        int rc = audit_verify_fd(fd, kr->audit_mac_key, kr->audit_box_pk, kr->audit_box_sk, &rep);
+        if (rc == 0 && is_live) {
+                uint64_t seq;
+                uint8_t mac[32];
+                audit_head(r->d->audit, &seq, mac);
+                if (rep.last_seq != seq || sodium_memcmp(rep.last_mac, mac, 32) != 0) {
+                        rc = -EBADMSG;
+                        rep.bad_line = rep.records + rep.segments + 1;
+                        snprintf(rep.reason, sizeof(rep.reason),
+                                 "the log ends at record %llu but the daemon has written %llu (truncated?)",
+                                 (unsigned long long) rep.last_seq, (unsigned long long) seq);
+                }
+        }
+        if (rc < 0 && rc != -EBADMSG)
+                return fail(r, rc, "reading the audit log failed: %s", strerror(-rc));
+        wire_put_u64(r->out, T_RECORDS, rep.records);
+        wire_put_u64(r->out, T_SEGMENTS, rep.segments);
+        wire_put_u64(r->out, T_BAD_LINE, rep.bad_line);
+        wire_put_str(r->out, T_ERR_MSG, rep.reason);
+        return 0;
+}
+
+static const struct op ops[] = {
+        { OP_STATUS, 0, process_status },
+        { OP_WHOAMI, 0, process_whoami },
+        { OP_INIT, NEED_ADMIN, process_init },
+        { OP_UNSEAL, NEED_INIT | NEED_ADMIN, process_unseal },
+        { OP_SEAL, NEED_INIT | NEED_ADMIN, process_seal },
+        { OP_ROTATE, NEED_UNSEALED | NEED_ADMIN | WRITES, process_rotate },
+        { OP_PUT, NEED_UNSEALED | NEED_ADMIN | WRITES, process_put },
+        { OP_GET, NEED_UNSEALED | NEED_ADMIN, process_get },
+        { OP_LIST, NEED_UNSEALED | NEED_ADMIN, process_list },
+        { OP_VERSIONS, NEED_UNSEALED | NEED_ADMIN, process_versions },
+        { OP_DELETE, NEED_UNSEALED | NEED_ADMIN | WRITES, process_delete },
+        { OP_UNDELETE, NEED_UNSEALED | NEED_ADMIN | WRITES, process_undelete },
+        { OP_DESTROY, NEED_UNSEALED | NEED_ADMIN | WRITES, process_destroy },
+        { OP_AUDIT_VERIFY, NEED_UNSEALED | NEED_ADMIN | TAKES_FD, process_audit_verify },
+};
+
+static const struct op *op_find(uint16_t code) {
+        for (size_t i = 0; i < ELEMENTSOF(ops); i++)
+                if (ops[i].code == code)
+                        return &ops[i];
+        return NULL;
+}
+
+/* Interim authorization until the policy engine: root, the admin group and
+ * the daemon's own uid. */
+static bool is_admin(const struct request *r) {
+        const struct peer *p = r->peer;
+        return p->uid == 0 || p->uid == r->d->self_uid ||
+               (r->d->admin_gid != (gid_t) -1 && peer_in_group(p, r->d->admin_gid));
+}
+
+static int gate(struct request *r, const struct op *o) {
+        const struct seal *s = &r->d->seal;
+        if (r->peer_rc < 0)
+                return fail(r, -ESRCH, "the calling process could not be identified (it exited or was replaced "
+                                       "while connecting); retry from a running process");
+        if ((o->flags & NEED_ADMIN) && !is_admin(r)) {
+                r->rule = "interim:admin-only";
+                return fail(r, -EACCES, "permission denied: %s is allowed only to root and members of group '%s'; "
+                                        "ask an administrator to add you",
+                            proto_op_name(o->code), r->d->cfg.admin_group);
+        }
+        if ((o->flags & (NEED_INIT | NEED_UNSEALED)) && !s->initialized)
+                return fail(r, -ENODATA, "the store is not initialized: run `coffer operator init`");
+        if ((o->flags & NEED_UNSEALED) && seal_is_sealed(s))
+                return fail(r, -ENOKEY, "sealed: run `coffer operator unseal`");
+        if (o->flags & NEED_ADMIN)
+                r->rule = "interim:admin";
+        return 0;
+}
+
+void ops_error_frame(struct wire_writer *w, uint32_t id, int code, const char *msg) {
+        wire_writer_reset(w);
+        wire_frame_begin(w, OP_ERROR, id);
+        wire_put_u64(w, T_ERR_CODE, (uint64_t) (code < 0 ? -code : code));
+        wire_put_str(w, T_ERR_MSG, msg && *msg ? msg : strerror(code < 0 ? -code : code));
+        wire_frame_end(w);
+}
+
+static int audit_request(struct request *r, uint16_t code, int rc) {
+        struct audit_event ev = {
+                .op = proto_op_name(code),
+                .object = r->object[0] ? r->object : NULL,
+                .decision = rc == -EACCES ? "deny" : "allow",
+                .rule = r->rule,
+                .result = rc,
+                .version = r->version,
+                .peer = r->peer,
+        };
+        return audit_record(r->d->audit, &ev);
+}
+
+int ops_audit_refused(struct cofferd *d, const struct peer *peer, uint16_t opcode, int code) {
+        struct audit_event ev = {
+                .op = "protocol-error",
+                .object = proto_op_name(opcode),
+                .decision = "deny",
+                .rule = "protocol",
+                .result = code,
+                .peer = peer,
+        };
+        return audit_record(d->audit, &ev);
+}
+
+static int run(struct request *r, const struct op *o) {
+        int rc = gate(r, o);
+        if (rc < 0)
+                return rc;
+        if (!(o->flags & WRITES))
+                return o->handler(r);
+        rc = store_begin(r->d->store);
+        if (rc < 0)
+                return store_fail(r, rc, "write");
+        r->in_tx = true;
+        return o->handler(r);
+}
+
+int ops_dispatch(struct request *r) {
+        uint16_t code = r->msg->hdr.opcode;
+        const struct op *o = op_find(code);
+        int rc;
+        wire_writer_reset(r->out);
+        wire_frame_begin(r->out, code | PROTO_REPLY_BIT, r->msg->hdr.request_id);
+        if (!o)
+                rc = fail(r, -EOPNOTSUPP, "unknown opcode %u: this daemon (coffer %s) speaks protocol %u",
+                          (unsigned) code, COFFER_VERSION, WIRE_VERSION);
+        else if (r->fd >= 0 && !(o->flags & TAKES_FD))
+                rc = fail(r, -EBADF, "%s takes no file descriptor", proto_op_name(code));
+        else
+                rc = run(r, o);
+        /* The record comes before the reply; a write is committed only once
+         * its record is written. */
+        int arc = audit_request(r, code, rc);
+        if (r->in_tx && (arc < 0 || rc < 0))
+                store_rollback(r->d->store);
+        else if (r->in_tx && (rc = store_commit(r->d->store)) < 0) {
+                store_fail(r, rc, "commit");
+                r->rule = "commit-failed";
+                arc = audit_request(r, code, rc);
+        }
+        r->in_tx = false;
+        if (arc < 0) {
+                rc = arc;
+                snprintf(r->err, sizeof(r->err), "the audit log cannot be written (%s); request refused",
+                         strerror(-arc));
+        }
+        if (rc < 0)
+                ops_error_frame(r->out, r->msg->hdr.request_id, rc, r->err);
+        else if (wire_frame_end(r->out) < 0)
+                ops_error_frame(r->out, r->msg->hdr.request_id, -E2BIG, "reply too large");
+        return 0;
+}

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Peer identity from the kernel. The process is pinned with a pidfd
+ * (SO_PEERPIDFD where the kernel has it, else pidfd_open checked against the
+ * connect time), /proc is read through a directory fd opened while the pidfd
+ * says the process is alive, and the pidfd is checked again after the reads:
+ * a PID cannot be reused while its process still runs, so the reads were of
+ * the caller and no other process.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-login.h>
+
+#include "peer.h"
+#include "util.h"
+
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+static int pidfd_open_compat(pid_t pid) {
+        return (int) syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Exited processes make their pidfd readable. */
+static bool pidfd_alive(int pidfd) {
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        return poll(&p, 1, 0) == 0;
+}
+
+static int read_small(int dirfd, const char *name, char *buf, size_t size) {
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, size - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        return 0;
+}
+
+/* Field 22 of /proc/PID/stat; the comm field may hold spaces and ')' so
+ * parse from the last ')'. */
+static int read_start_time(int dirfd, uint64_t *start) {
+        char buf[1024];
+        int rc = read_small(dirfd, "stat", buf, sizeof(buf));
+        if (rc < 0)
+                return rc;
+        char *p = strrchr(buf, ')');
+        if (!p)
+                return -EBADMSG;
+        unsigned long long v = 0;
+        /* After ')' come fields 3..; start time is field 22, the 20th of those. */
+        if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                   &v) != 1)
+                return -EBADMSG;
+        *start = v;
+        return 0;
+}
+
+static uint64_t boottime_ticks(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_BOOTTIME, &ts);
+        long hz = sysconf(_SC_CLK_TCK);
+        return (uint64_t) ts.tv_sec * (uint64_t) hz + (uint64_t) ts.tv_nsec / (1000000000ull / (uint64_t) hz);
+}
+
+static int pin_process(struct peer *p, int fd) {
+        socklen_t len = sizeof(p->pidfd);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &p->pidfd, &len) == 0 && p->pidfd >= 0) {
+                p->pin = PEER_PIN_PEERPIDFD;
+                return 0;
+        }
+        if (errno != ENOPROTOOPT && errno != EINVAL)
+                return -errno;
+        p->pidfd = pidfd_open_compat(p->pid);
+        if (p->pidfd < 0)
+                return -ESRCH;
+        p->pin = PEER_PIN_PIDFD_OPEN;
+        return 0;
+}
+
+static void read_user(struct peer *p) {
+        struct passwd pw, *res = NULL;
+        char buf[1024];
+        if (getpwuid_r(p->uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+                strcpy_bounded(p->user, sizeof(p->user), res->pw_name);
+        else
+                snprintf(p->user, sizeof(p->user), "%u", (unsigned) p->uid);
+}
+
+static void read_proc(struct peer *p, int dirfd) {
+        char buf[64];
+        ssize_t n = readlinkat(dirfd, "exe", p->exe, sizeof(p->exe) - 1);
+        p->exe[n > 0 ? n : 0] = 0;
+        p->audit_session = UINT32_MAX;
+        if (read_small(dirfd, "sessionid", buf, sizeof(buf)) == 0) {
+                uint64_t v;
+                if (parse_u64(buf, 0, UINT32_MAX, &v) == 0)
+                        p->audit_session = (uint32_t) v;
+        }
+        char *s = NULL;
+        if (sd_pid_get_unit(p->pid, &s) >= 0)
+                strcpy_bounded(p->unit, sizeof(p->unit), s);
+        free(s);
+        s = NULL;
+        if (sd_pid_get_session(p->pid, &s) >= 0)
+                strcpy_bounded(p->login_session, sizeof(p->login_session), s);
+        free(s);
+}
+
+static int read_groups(struct peer *p, int fd) {
+        socklen_t len = sizeof(p->groups);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &len) < 0)
+                return -errno; /* ERANGE: more than PEER_GROUPS_MAX groups */
+        p->ngroups = len / sizeof(gid_t);
+        return 0;
+}
+
+int peer_from_socket(struct peer *p, int fd) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        char path[64];
+        int rc;
+
+        memset(p, 0, sizeof(*p));
+        p->pidfd = -1;
+        uint64_t accepted = boottime_ticks();
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return -errno;
+        p->uid = cred.uid;
+        p->gid = cred.gid;
+        p->pid = cred.pid;
+        read_user(p);
+        rc = read_groups(p, fd);
+        if (rc < 0)
+                return rc;
+        if (p->pid <= 0)
+                return -ESRCH;
+        rc = pin_process(p, fd);
+        if (rc < 0)
+                return rc;
+
+        snprintf(path, sizeof(path), "/proc/%d", (int) p->pid);
+        _cleanup_close_ int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0 || !pidfd_alive(p->pidfd))
+                return -ESRCH;
+        rc = read_start_time(dirfd, &p->start_time);
+        if (rc < 0)
+                return -ESRCH;
+        /* pidfd_open may have caught a process that reused the PID after the
+         * caller exited: such a process started after the connection. */
+        if (p->pin == PEER_PIN_PIDFD_OPEN && p->start_time > accepted)
+                return -ESRCH;
+        read_proc(p, dirfd);
+        return peer_still_same(p);
+}
+
+int peer_still_same(const struct peer *p) {
+        char path[64];
+        uint64_t st;
+        if (p->pidfd < 0 || !pidfd_alive(p->pidfd))
+                return -ESRCH;
+        snprintf(path, sizeof(path), "/proc/%d", (int) p->pid);
+        _cleanup_close_ int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0 || read_start_time(dirfd, &st) < 0 || st != p->start_time || !pidfd_alive(p->pidfd))
+                return -ESRCH;
+        return 0;
+}
+
+void peer_release(struct peer *p) {
+        if (p->pidfd >= 0)
+                close(p->pidfd);
+        p->pidfd = -1;
+}
+
+bool peer_in_group(const struct peer *p, gid_t gid) {
+        if (p->gid == gid)
+                return true;
+        for (uint32_t i = 0; i < p->ngroups; i++)
+                if (p->groups[i] == gid)
+                        return true;
+        return false;
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Who is calling: identity built from what the kernel says about a socket peer.
+ * See docs/THREAT-MODEL.md for what each attribute is worth. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PEER_GROUPS_MAX 256
+
+enum peer_pin {
+        PEER_PIN_PEERPIDFD = 1, /* SO_PEERPIDFD: the exact process that connected */
+        PEER_PIN_PIDFD_OPEN = 2, /* pidfd_open(pid) checked against the connect time */
+};
+
+struct peer {
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        uint32_t ngroups;
+        gid_t groups[PEER_GROUPS_MAX];
+        int pidfd;                 /* -1 if none */
+        enum peer_pin pin;
+        uint64_t start_time;       /* /proc/PID/stat field 22, clock ticks since boot */
+        char exe[4096];            /* "" if unreadable */
+        char unit[256];            /* systemd unit, "" if none */
+        uint32_t audit_session;    /* /proc/PID/sessionid; UINT32_MAX = unset */
+        char login_session[64];    /* sd_pid_get_session, "" if none */
+        char user[64];             /* name of uid, or the number */
+};
+
+/* Fill *p from the connected socket fd. Returns 0, or -ESRCH when the peer
+ * process cannot be confirmed to be the one that connected. */
+int peer_from_socket(struct peer *p, int fd);
+/* Re-check that the pinned process is still alive and the same one. */
+int peer_still_same(const struct peer *p);
+void peer_release(struct peer *p);
+bool peer_in_group(const struct peer *p, gid_t gid);

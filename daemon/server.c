@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Connections. Each one reads into its own buffer, answers every complete
+ * frame in it, and writes replies without blocking. Limits keep one client
+ * from starving the others: a frame's size is capped before allocation,
+ * connections are capped in total and per uid, a connection that has not
+ * completed a frame within idle_timeout is closed (slow senders included),
+ * and a connection whose replies pile up unread stops being read.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "ops.h"
+#include "server.h"
+#include "util.h"
+
+#define READ_CHUNK 65536u
+#define OUT_HIGH_WATER (4u * 1024u * 1024u) /* stop reading while this much is unsent */
+#define ACCEPT_BATCH 64
+
+struct conn {
+        struct cofferd *d;
+        int fd;
+        sd_event_source *src;
+        struct peer peer;
+        int peer_rc;
+        uint8_t *in;          /* received, not yet consumed */
+        size_t in_len, in_cap;
+        int in_fd;            /* fd received with SCM_RIGHTS, -1 if none */
+        struct wire_writer out;
+        size_t out_off;
+        uint64_t last_active; /* monotonic usec of accept or last complete frame */
+        bool closing;         /* drop after the pending reply is written */
+        struct conn *prev, *next;
+};
+
+static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_msg(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+/* ---- bookkeeping: LRU list and per-uid counts ---- */
+
+static void list_unlink(struct cofferd *d, struct conn *c) {
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                d->conns_head = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                d->conns_tail = c->prev;
+        c->prev = c->next = NULL;
+}
+
+static void list_append(struct cofferd *d, struct conn *c) {
+        c->prev = d->conns_tail;
+        c->next = NULL;
+        if (d->conns_tail)
+                d->conns_tail->next = c;
+        else
+                d->conns_head = c;
+        d->conns_tail = c;
+}
+
+static struct uid_count *uid_slot(struct cofferd *d, uid_t uid, bool create) {
+        for (unsigned i = 0; i < d->nuids; i++)
+                if (d->uids[i].uid == uid)
+                        return &d->uids[i];
+        if (!create)
+                return NULL;
+        struct uid_count *u = realloc(d->uids, (d->nuids + 1) * sizeof(*u));
+        if (!u)
+                return NULL;
+        d->uids = u;
+        u[d->nuids] = (struct uid_count){ .uid = uid };
+        return &u[d->nuids++];
+}
+
+static void uid_release(struct cofferd *d, uid_t uid) {
+        struct uid_count *u = uid_slot(d, uid, false);
+        if (u && --u->n == 0)
+                *u = d->uids[--d->nuids];
+}
+
+static void conn_free(struct conn *c) {
+        struct cofferd *d = c->d;
+        list_unlink(d, c);
+        uid_release(d, c->peer.uid);
+        d->nconns--;
+        sd_event_source_disable_unref(c->src);
+        close(c->fd);
+        if (c->in_fd >= 0)
+                close(c->in_fd);
+        peer_release(&c->peer);
+        if (c->in) {
+                sodium_memzero(c->in, c->in_cap);
+                free(c->in);
+        }
+        wire_writer_free(&c->out);
+        free(c);
+        if (d->listen_src)
+                sd_event_source_set_enabled(d->listen_src, SD_EVENT_ON);
+}
+
+/* ---- output ---- */
+
+static int conn_flush(struct conn *c) {
+        while (c->out_off < c->out.len) {
+                ssize_t n = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        return -errno;
+                }
+                c->out_off += (size_t) n;
+        }
+        if (c->out_off == c->out.len) {
+                wire_writer_reset(&c->out);
+                c->out_off = 0;
+                if (c->closing)
+                        return -ECONNRESET;
+        }
+        return 0;
+}
+
+static void conn_update_events(struct conn *c) {
+        uint32_t ev = 0;
+        size_t pending = c->out.len - c->out_off;
+        if (pending)
+                ev |= EPOLLOUT;
+        if (!c->closing && pending < OUT_HIGH_WATER)
+                ev |= EPOLLIN;
+        sd_event_source_set_io_events(c->src, ev);
+}
+
+/* Append one reply frame to the output buffer. */
+static void conn_queue(struct conn *c, const struct wire_writer *frame) {
+        if (!wire_write_bytes(&c->out, frame->p, frame->len))
+                c->closing = true;
+}
+
+static void conn_reject(struct conn *c, uint32_t id, uint16_t op, int code, const char *msg) {
+        struct wire_writer w;
+        ops_audit_refused(c->d, &c->peer, op, code);
+        wire_writer_init(&w);
+        ops_error_frame(&w, id, code, msg);
+        conn_queue(c, &w);
+        wire_writer_free(&w);
+        c->closing = true;
+}
+
+/* ---- input ---- */
+
+static int in_reserve(struct conn *c, size_t need) {
+        if (need <= c->in_cap)
+                return 0;
+        size_t cap = c->in_cap ? c->in_cap : 4096;
+        while (cap < need)
+                cap *= 2;
+        uint8_t *p = malloc(cap);
+        if (!p)
+                return -ENOMEM;
+        if (c->in) {
+                memcpy(p, c->in, c->in_len);
+                sodium_memzero(c->in, c->in_cap);
+                free(c->in);
+        }
+        c->in = p;
+        c->in_cap = cap;
+        return 0;
+}
+
+static void take_fds(struct conn *c, struct msghdr *mh) {
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                int *fds = (int *) CMSG_DATA(cm);
+                for (size_t i = 0; i < n; i++) {
+                        if (c->in_fd < 0)
+                                c->in_fd = fds[i];
+                        else
+                                close(fds[i]); /* one fd per frame, at most */
+                }
+        }
+}
+
+static ssize_t conn_recv(struct conn *c) {
+        char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+        if (in_reserve(c, c->in_len + READ_CHUNK) < 0)
+                return -ENOMEM;
+        struct iovec iov = { .iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+        ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        take_fds(c, &mh);
+        if (n == 0)
+                return -ECONNRESET;
+        c->in_len += (size_t) n;
+        return n;
+}
+
+static void conn_consume(struct conn *c, size_t n) {
+        memmove(c->in, c->in + n, c->in_len - n);
+        sodium_memzero(c->in + c->in_len - n, n); /* bodies may hold secret values */
+        c->in_len -= n;
+}
+
+static void handle_frame(struct conn *c, const struct wire_header *h, const uint8_t *body) {
+        struct wire_msg msg = { .hdr = *h };
+        struct wire_writer reply;
+        struct request r = {
+                .d = c->d, .peer = &c->peer, .peer_rc = c->peer_rc, .msg = &msg, .fd = c->in_fd, .out = &reply,
+        };
+        wire_writer_init(&reply);
+        int rc = wire_body_parse(&msg, body, h->body_len);
+        if (rc < 0) {
+                conn_reject(c, h->request_id, h->opcode, -EPROTO, "malformed frame body: bad field, duplicate tag or trailing "
+                                                       "bytes; closing the connection");
+        } else {
+                ops_dispatch(&r);
+                conn_queue(c, &reply);
+        }
+        wire_writer_free(&reply);
+        if (c->in_fd >= 0)
+                close(c->in_fd);
+        c->in_fd = -1;
+        c->d->requests++;
+}
+
+/* Answer every complete frame in the buffer. */
+static void conn_process(struct conn *c) {
+        while (!c->closing && c->in_len >= WIRE_HEADER_SIZE) {
+                struct wire_header h;
+                int rc = wire_header_parse(&h, c->in);
+                if (rc < 0) {
+                        conn_reject(c, 0, 0, -EPROTO,
+                                    rc == -EMSGSIZE ? "frame larger than the 1 MiB value limit allows; closing"
+                                    : rc == -EPROTONOSUPPORT ? "unsupported protocol version; closing"
+                                                             : "not a coffer frame (bad magic); closing");
+                        return;
+                }
+                if (c->in_len < WIRE_HEADER_SIZE + h.body_len)
+                        return;
+                handle_frame(c, &h, c->in + WIRE_HEADER_SIZE);
+                conn_consume(c, WIRE_HEADER_SIZE + h.body_len);
+                c->last_active = now_mono_usec();
+                list_unlink(c->d, c);
+                list_append(c->d, c);
+        }
+}
+
+static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct conn *c = userdata;
+        int rc = 0;
+        if (revents & EPOLLIN) {
+                ssize_t n = conn_recv(c);
+                if (n < 0)
+                        rc = (int) n;
+                else
+                        conn_process(c);
+        }
+        if (rc == 0)
+                rc = conn_flush(c);
+        if (rc == 0 && (revents & (EPOLLHUP | EPOLLERR)) && c->out.len == c->out_off && !(revents & EPOLLIN))
+                rc = -ECONNRESET;
+        if (rc < 0) {
+                conn_free(c);
+                return 0;
+        }
+        conn_update_events(c);
+        return 0;
+}
+
+/* ---- accept ---- */
+
+static void refuse_early(int fd, const char *msg) {
+        struct wire_writer w;
+        wire_writer_init(&w);
+        ops_error_frame(&w, 0, -EUSERS, msg);
+        (void) !send(fd, w.p, w.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        wire_writer_free(&w);
+        close(fd);
+}
+
+static void conn_new(struct cofferd *d, int fd) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                close(fd);
+                return;
+        }
+        if (d->nconns >= d->cfg.max_connections) {
+                refuse_early(fd, "too many connections to cofferd; retry later");
+                return;
+        }
+        struct uid_count *u = uid_slot(d, cred.uid, true);
+        if (!u) {
+                close(fd);
+                return;
+        }
+        if (u->n >= d->cfg.max_connections_per_uid) {
+                refuse_early(fd, "too many connections from your uid; close some and retry");
+                return;
+        }
+        struct conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+                if (u->n == 0)
+                        *u = d->uids[--d->nuids];
+                close(fd);
+                return;
+        }
+        c->d = d;
+        c->fd = fd;
+        c->in_fd = -1;
+        wire_writer_init(&c->out);
+        c->peer_rc = peer_from_socket(&c->peer, fd);
+        c->peer.uid = cred.uid; /* the count is kept under the SO_PEERCRED uid */
+        u->n++;
+        d->nconns++;
+        c->last_active = now_mono_usec();
+        list_append(d, c);
+        if (sd_event_add_io(d->event, &c->src, fd, EPOLLIN, on_conn, c) < 0)
+                conn_free(c);
+}
+
+static int on_listen(sd_event_source *s, int lfd, uint32_t revents, void *userdata) {
+        struct cofferd *d = userdata;
+        for (int i = 0; i < ACCEPT_BATCH; i++) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        /* Out of fds: stop accepting until a connection closes. */
+                        if (errno == EMFILE || errno == ENFILE)
+                                sd_event_source_set_enabled(s, SD_EVENT_OFF);
+                        break;
+                }
+                conn_new(d, fd);
+        }
+        return 0;
+}
+
+/* ---- idle sweep ---- */
+
+static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct cofferd *d = userdata;
+        uint64_t now = now_mono_usec(), idle = (uint64_t) d->cfg.idle_timeout_sec * 1000000u;
+        while (d->conns_head && d->conns_head->last_active + idle < now)
+                conn_free(d->conns_head);
+        sd_event_source_set_time_relative(s, 1000000);
+        return 0;
+}
+
+/* ---- audit segments ---- */
+
+int audit_unsealed_mode(struct cofferd *d) {
+        return audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
+}
+
+int audit_sealed_mode(struct cofferd *d) {
+        if (!d->seal.has_audit_pk)
+                return 0;
+        return audit_sealed(d->audit, d->seal.audit_pk);
+}
+
+/* ---- lifecycle ---- */
+
+static gid_t lookup_group(const char *name) {
+        struct group gr, *res = NULL;
+        char buf[4096];
+        if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res)
+                return res->gr_gid;
+        return (gid_t) -1;
+}
+
+void server_reload(struct cofferd *d) {
+        struct config c = d->cfg;
+        char err[512] = "";
+        if (d->config_path[0] && config_load(&c, d->config_path, d->config_required, err, sizeof(err)) < 0) {
+                log_msg("cofferd: reload failed, keeping the old configuration: %s", err);
+                return;
+        }
+        /* Paths cannot change under a running daemon. */
+        memcpy(c.socket, d->cfg.socket, sizeof(c.socket));
+        memcpy(c.state_dir, d->cfg.state_dir, sizeof(c.state_dir));
+        memcpy(c.audit_log, d->cfg.audit_log, sizeof(c.audit_log));
+        d->cfg = c;
+        d->admin_gid = lookup_group(c.admin_group);
+        log_msg("cofferd: configuration reloaded");
+}
+
+int server_start(struct cofferd *d) {
+        d->admin_gid = lookup_group(d->cfg.admin_group);
+        int rc = sd_event_add_io(d->event, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d);
+        if (rc < 0)
+                return rc;
+        return sd_event_add_time_relative(d->event, &d->sweep_src, CLOCK_MONOTONIC, 1000000, 100000, on_sweep, d);
+}
+
+void server_stop(struct cofferd *d) {
+        while (d->conns_head)
+                conn_free(d->conns_head);
+        d->listen_src = sd_event_source_disable_unref(d->listen_src);
+        d->sweep_src = sd_event_source_disable_unref(d->sweep_src);
+        free(d->uids);
+        d->uids = NULL;
+        d->nuids = 0;
+}

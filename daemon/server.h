@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The event loop: one sd-event loop, non-blocking connections, frames in and
+ * out, limits so that one client cannot starve the others. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-event.h>
+
+#include "audit.h"
+#include "config.h"
+#include "seal.h"
+#include "store.h"
+
+struct conn;
+
+struct uid_count {
+        uid_t uid;
+        unsigned n;
+};
+
+struct cofferd {
+        struct config cfg;
+        char config_path[4096];
+        bool config_required;
+        char audit_path[4096];
+        gid_t admin_gid;           /* (gid_t)-1 if the group does not exist */
+        uid_t self_uid;
+        sd_event *event;
+        int listen_fd;
+        sd_event_source *listen_src;
+        sd_event_source *sweep_src;
+        struct store *store;
+        struct seal seal;
+        struct audit *audit;
+        struct conn *conns_head;   /* least recently active first */
+        struct conn *conns_tail;
+        unsigned nconns;
+        struct uid_count *uids;    /* live connections per uid */
+        unsigned nuids;
+        uint64_t requests;
+};
+
+int server_start(struct cofferd *d);
+/* Switch the audit chain to the unsealed key, or to a new sealed segment. */
+int audit_unsealed_mode(struct cofferd *d);
+int audit_sealed_mode(struct cofferd *d);
+void server_stop(struct cofferd *d);
+/* Re-read the configuration (SIGHUP); the old one stays on error. */
+void server_reload(struct cofferd *d);

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The store: SQLite in the state dir, treated as untrusted storage. Every
+ * value is sealed with XChaCha20-Poly1305 under a keyring term, with associated
+ * data binding it to its table, name, version and term, so a moved, swapped
+ * or altered row fails to decrypt (-EBADMSG) rather than returning wrong data.
+ *
+ * All functions return 0 (or a positive count) or a negative errno:
+ *   -ENOENT no such secret/version/meta key, -EBADMSG integrity failure,
+ *   -ESTALE check-and-set mismatch, -ENOSPC disk full, -EROFS read-only,
+ *   -EIO other storage failure, -EINVAL bad argument, -E2BIG too large. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keyring.h"
+#include "proto.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_DEFAULT_MAX_VERSIONS 10
+#define STORE_DB_NAME "coffer.db"
+
+struct store;
+
+/* Opens (creating if needed) STATE_DIR/coffer.db in WAL mode, synchronous=FULL,
+ * checks/creates the schema. A database with a newer schema version is refused. */
+int store_open(struct store **out, const char *state_dir);
+void store_close(struct store *s);
+/* Human-readable text of the last SQLite failure (no secret data).
+ * store_errmsg(NULL) says why the last store_open failed. */
+const char *store_errmsg(const struct store *s);
+
+/* Small plaintext-or-already-sealed blobs: seal config, wrapped keys, keyring. */
+int store_meta_get(struct store *s, const char *key, uint8_t **val, size_t *len); /* malloc'd */
+int store_meta_put(struct store *s, const char *key, const void *val, size_t len);
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+
+/* Secrets. now = unix seconds (the caller's clock, so tests can fix it). */
+int store_secret_put(struct store *s, const struct keyring *k, const char *name,
+                     const uint8_t *val, size_t len, bool has_cas, uint64_t cas,
+                     uint64_t max_versions, uint64_t now, uint64_t *version_out);
+/* version 0 = newest live version. *val is malloc'd; the caller wipes and frees. */
+int store_secret_get(struct store *s, const struct keyring *k, const char *name,
+                     uint64_t version, uint8_t **val, size_t *len, uint64_t *version_out);
+/* Names of secrets with at least one live version, starting with prefix, sorted. */
+int store_secret_list(struct store *s, const char *prefix, char ***names, size_t *n);
+int store_secret_versions(struct store *s, const char *name, struct proto_version **v, size_t *n);
+/* Soft-delete version (0 = newest live). */
+int store_secret_delete(struct store *s, const char *name, uint64_t version, uint64_t now,
+                        uint64_t *version_out);
+int store_secret_undelete(struct store *s, const char *name, uint64_t version);
+/* Remove the ciphertext for good; the version row stays, marked destroyed. */
+int store_secret_destroy(struct store *s, const char *name, uint64_t version);
+void store_strv_free(char **v, size_t n);
