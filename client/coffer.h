@@ -55,7 +55,8 @@ COFFER_API size_t coffer_secret_size(const coffer_secret *s);
 COFFER_API uint64_t coffer_secret_version(const coffer_secret *s);
 COFFER_API void coffer_secret_free(coffer_secret *s);
 
-/* version 0 = newest live version. */
+/* version 0 = the newest version; -ENOENT if it is deleted or destroyed (an
+ * older version is returned only when asked for by number). */
 COFFER_API COFFER_WUR int coffer_get(coffer *c, coffer_secret **out, const char *name, uint64_t version);
 /* cas < 0: no check; cas = 0: the secret must not exist; cas > 0: current version must be cas.
  * max_versions 0 = leave as is. */

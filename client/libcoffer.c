@@ -340,7 +340,7 @@ static int unpack_names(const uint8_t *p, size_t n, char ***out) {
         while (v && wire_reader_left(&rd) > 0) {
                 const uint8_t *s;
                 size_t len;
-                if (!wire_read_lbytes(&rd, &s, &len, PROTO_NAME_MAX)) {
+                if (!wire_read_lbytes(&rd, &s, &len, PROTO_NAME_MAX) || memchr(s, 0, len)) {
                         coffer_strv_free(v);
                         return set_error(-EBADMSG, "malformed list reply from cofferd");
                 }
@@ -414,8 +414,8 @@ COFFER_API int coffer_versions(coffer *c, coffer_version **out, const char *name
                 v[i] = (coffer_version){ pv.version, pv.created, pv.deleted, pv.destroyed };
         }
         if (!v || !wire_reader_done(&rd)) {
-                free(v);
                 rc = set_error(v ? -EBADMSG : -ENOMEM, "malformed versions reply");
+                free(v);
         } else {
                 *out = v;
                 rc = (int) count;
@@ -590,7 +590,6 @@ COFFER_API int coffer_audit_verify(coffer *c, coffer_audit_report *rep, int fd) 
         wire_get_str(&r.msg, T_ERR_MSG, rep->reason, sizeof(rep->reason));
         reply_free(&r);
         if (rep->bad_line)
-                return set_error(-EBADMSG, "audit log damaged at line %llu: %s", (unsigned long long) rep->bad_line,
-                                 rep->reason);
+                return set_error(-EBADMSG, "the audit log does not verify: %s", rep->reason);
         return 0;
 }

@@ -73,7 +73,7 @@ int proto_decode_secret(const struct wire_msg *m, struct req_secret *r, const ch
                 return -EINVAL;
         }
         if (r->max_versions > 1000) {
-                *why = "max-versions must be between 1 and 1000";
+                *why = "max-versions must be at most 1000 (0 keeps the current setting)";
                 return -EINVAL;
         }
         rc = wire_get_bytes(m, T_VALUE, &r->value, &r->value_len);
@@ -113,8 +113,9 @@ static int get_key(const struct wire_msg *m, struct req_seal *r, bool required, 
 
 int proto_decode_init(const struct wire_msg *m, struct req_seal *r, const char **why) {
         memset(r, 0, sizeof(*r));
-        if (wire_get_str(m, T_METHOD, r->method, sizeof(r->method)) < 0) {
-                *why = "unseal method is missing";
+        int rc = wire_get_str(m, T_METHOD, r->method, sizeof(r->method));
+        if (rc < 0) {
+                *why = rc == -ENOENT ? "unseal method is missing" : "unknown unseal method: use keyfile, passphrase or shamir";
                 return -EINVAL;
         }
         if (strcmp(r->method, "shamir") == 0) {
@@ -126,7 +127,7 @@ int proto_decode_init(const struct wire_msg *m, struct req_seal *r, const char *
                 return get_key(m, r, false, why);
         }
         if (strcmp(r->method, "keyfile") == 0 || strcmp(r->method, "passphrase") == 0) {
-                int rc = get_key(m, r, true, why);
+                rc = get_key(m, r, true, why);
                 if (rc < 0)
                         return rc;
                 if (strcmp(r->method, "keyfile") == 0 && r->key_len < PROTO_KEYFILE_MIN) {

@@ -97,7 +97,7 @@ void wire_writer_free(struct wire_writer *w) {
  * secret and realloc would free it unwiped. */
 static bool reserve(struct wire_writer *w, size_t n) {
         size_t limit = w->limit ? w->limit : WIRE_HEADER_SIZE + WIRE_BODY_MAX;
-        if (w->error || n > limit - w->len) {
+        if (w->error || w->len > limit || n > limit - w->len) {
                 w->error = true;
                 return false;
         }

@@ -105,7 +105,8 @@ struct wire_msg {
 
 /* Parse a body into fields. Rejects unknown types, tag 0 or >= WIRE_TAG_MAX,
  * duplicate tags, wrong sizes, strings with NUL or over WIRE_STRING_MAX,
- * invalid UTF-8, and trailing bytes. Returns 0 or -EBADMSG. */
+ * invalid UTF-8, and trailing bytes. Returns 0, -EBADMSG, or -EMSGSIZE when
+ * len exceeds WIRE_BODY_MAX. */
 int wire_body_parse(struct wire_msg *m, const uint8_t *body, size_t len);
 
 /* Typed accessors. Return 0, -ENOENT when absent, -EBADMSG when the type is

@@ -29,6 +29,9 @@ struct audit_event {
  * at all when box_pk is NULL (store not yet initialized). */
 int audit_open(struct audit **out, const char *path, const uint8_t *box_pk);
 void audit_close(struct audit *a);
+/* Why audit_open refused: a phrase for the operator ("it is a symbolic link"),
+ * or strerror for errors that are not a refusal. */
+const char *audit_strerror(int rc);
 /* Start a new segment keyed with the master-derived MAC key (after unseal/init). */
 int audit_unsealed(struct audit *a, const uint8_t mac_key[static 32]);
 /* Start a new sealed segment (after seal). */
@@ -38,8 +41,11 @@ int audit_record(struct audit *a, const struct audit_event *ev);
 void audit_head(const struct audit *a, uint64_t *seq, uint8_t mac[static 32]);
 
 struct audit_report {
-        uint64_t records;      /* records whose MAC verified */
+        uint64_t records;      /* records (lines) that verified, segment starts included */
         uint64_t segments;
+        uint64_t unkeyed;      /* segments written before init: hashed, not keyed */
+        uint64_t unendorsed;   /* trailing records no master-keyed record vouches for
+                                * (written while sealed: see docs/AUDIT.md) */
         uint64_t bad_line;     /* 1-based line of the first problem, 0 = none */
         uint64_t last_seq;
         uint8_t last_mac[32];

@@ -104,6 +104,10 @@ static int make_listener(struct cofferd *d, int nlisten) {
         if (nlisten > 0) {
                 if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
                         return die("the socket passed by systemd is not a listening AF_UNIX stream socket");
+                /* Inherited sockets are blocking; the accept loop must not be. */
+                int fl = fcntl(SD_LISTEN_FDS_START, F_GETFL);
+                if (fl < 0 || fcntl(SD_LISTEN_FDS_START, F_SETFL, fl | O_NONBLOCK) < 0)
+                        return die("cannot make the passed socket non-blocking: %s", strerror(errno));
                 d->listen_fd = SD_LISTEN_FDS_START;
                 return 0;
         }

@@ -131,7 +131,7 @@ static int process_rotate(struct request *r) {
 static int store_fail(struct request *r, int rc, const char *what) {
         switch (rc) {
         case -ENOENT:
-                return fail(r, rc, "%s: no such secret or version", r->object);
+                return fail(r, rc, "%s: %s", r->object, store_errmsg(r->d->store));
         case -EBADMSG:
                 return fail(r, rc, "%s: integrity check failed: the stored value was altered or moved; "
                                    "restore the store from a backup", r->object);
@@ -311,7 +311,7 @@ static int process_audit_verify(struct request *r) {
                 audit_head(r->d->audit, &seq, mac);
                 if (rep.last_seq != seq || sodium_memcmp(rep.last_mac, mac, 32) != 0) {
                         rc = -EBADMSG;
-                        rep.bad_line = rep.records + rep.segments + 1;
+                        rep.bad_line = rep.records + 1;
                         snprintf(rep.reason, sizeof(rep.reason),
                                  "the log ends at record %llu but the daemon has written %llu (truncated?)",
                                  (unsigned long long) rep.last_seq, (unsigned long long) seq);

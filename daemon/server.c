@@ -365,6 +365,7 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         while (d->conns_head && d->conns_head->last_active + idle < now)
                 conn_free(d->conns_head);
         sd_event_source_set_time_relative(s, 1000000);
+        sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); /* a fired timer is off until re-enabled */
         return 0;
 }
 

@@ -175,8 +175,21 @@ static int cantopen_errno(const struct store *s) {
 
 /* SQLite reports some ENOSPC and EROFS conditions (fsync, truncate, WAL
  * growth) as plain I/O errors; the errno tells them apart. */
+/* The errno behind an I/O error. sqlite3_system_errno() can be 0 when the
+ * failing write was to the WAL; then ask the WAL file, then the database. */
+static int last_os_errno(const struct store *s) {
+        int e = s->db ? sqlite3_system_errno(s->db) : 0;
+        sqlite3_file *f = NULL;
+        if (e == 0 && s->db && sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) == SQLITE_OK &&
+            f && f->pMethods)
+                f->pMethods->xFileControl(f, SQLITE_FCNTL_LAST_ERRNO, &e);
+        if (e == 0 && s->db)
+                sqlite3_file_control(s->db, "main", SQLITE_FCNTL_LAST_ERRNO, &e);
+        return e;
+}
+
 static int ioerr_errno(const struct store *s) {
-        switch (s->db ? sqlite3_system_errno(s->db) : 0) {
+        switch (last_os_errno(s)) {
         case ENOSPC:
         case EDQUOT:
                 return -ENOSPC;
@@ -788,7 +801,7 @@ static int find_row(struct store *s, sqlite3_stmt *q, const char *name, uint64_t
         if (rc == 0)
                 rc = step(s, q);
         if (rc == 0)
-                return fail(s, -ENOENT, version ? "no such secret or version" : "the secret has no live version");
+                return fail(s, -ENOENT, version ? "no such secret or version" : "no such secret");
         if (rc < 0)
                 return rc;
         return read_row(s, q, r);

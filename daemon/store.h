@@ -42,10 +42,12 @@ void store_rollback(struct store *s);
 int store_secret_put(struct store *s, const struct keyring *k, const char *name,
                      const uint8_t *val, size_t len, bool has_cas, uint64_t cas,
                      uint64_t max_versions, uint64_t now, uint64_t *version_out);
-/* version 0 = newest live version. *val is malloc'd; the caller wipes and frees. */
+/* version 0 = the newest version, -ENOENT if that one is deleted or destroyed
+ * (an older value never comes back by itself). *val is malloc'd; the caller
+ * wipes and frees. */
 int store_secret_get(struct store *s, const struct keyring *k, const char *name,
                      uint64_t version, uint8_t **val, size_t *len, uint64_t *version_out);
-/* Names of secrets with at least one live version, starting with prefix, sorted. */
+/* Names whose newest version is live, starting with prefix, sorted. */
 int store_secret_list(struct store *s, const char *prefix, char ***names, size_t *n);
 int store_secret_versions(struct store *s, const char *name, struct proto_version **v, size_t *n);
 /* Soft-delete version (0 = newest live). */

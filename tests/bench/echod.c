@@ -2,20 +2,26 @@
 /*
  * echod: the physical floor for a coffer round trip.
  *
- * A single-threaded Unix-socket server on the same event loop as cofferd
- * (sd-event, level-triggered epoll underneath) that answers every complete
- * frame with the same bytes, opcode |= PROTO_REPLY_BIT. No parsing beyond the
- * header, no allocation per request: the benchmark divides coffer's figures
- * by these.
+ * A single-threaded Unix-socket server that answers every complete frame with
+ * the same bytes, opcode |= PROTO_REPLY_BIT. No parsing beyond the header, no
+ * allocation per request: the benchmark divides coffer's figures by these.
  *
- *   echod SOCKETPATH        runs until SIGTERM or SIGINT
+ *   echod [--sd-event] SOCKETPATH        runs until SIGTERM or SIGINT
+ *
+ * The default loop is raw level-triggered epoll: per round trip it costs
+ * read + send and a share of one epoll_wait. --sd-event runs the same
+ * connection code on sd-event, cofferd's loop, which re-polls (epoll_wait
+ * with timeout 0) before every dispatch; on a small host that alone halves
+ * many-client throughput, so it is the like-for-like figure, not the floor.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,11 +30,10 @@
 #include <systemd/sd-event.h>
 
 #include "proto.h"
-#include "util.h"
 #include "wire.h"
 
 #define CONN_BUF_INITIAL (16u * 1024u)
-#define FRAME_MAX        (WIRE_HEADER_SIZE + WIRE_BODY_MAX)
+#define EPOLL_BATCH      256
 
 struct server;
 
@@ -37,37 +42,27 @@ struct server;
 struct conn {
         struct server *srv;
         struct conn *prev, *next;
-        sd_event_source *src;
+        sd_event_source *src; /* sd-event backend only */
         int fd;
+        uint32_t events;      /* EPOLLIN while reading, EPOLLOUT while backed up */
         uint8_t *buf;
         size_t cap, len, ready, sent;
 };
 
 struct server {
-        sd_event *loop;
+        bool use_sd_event;
+        int lfd;
+        int epfd, sigfd;      /* epoll backend */
+        sd_event *loop;       /* sd-event backend */
         sd_event_source *listen_src;
         struct conn *conns;
-        bool accept_paused; /* out of fds: wait for a close */
+        bool accept_paused;   /* out of fds: wait for a client to leave */
 };
 
-static void conn_free(struct conn *c) {
-        if (!c)
-                return;
-        struct server *s = c->srv;
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                s->conns = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
-        sd_event_source_disable_unref(c->src);
-        if (c->fd >= 0)
-                close(c->fd);
-        free(c->buf);
-        free(c);
-        if (s->accept_paused && sd_event_source_set_enabled(s->listen_src, SD_EVENT_ON) >= 0)
-                s->accept_paused = false;
-}
+/* epoll data.ptr for the two fds that are not clients. */
+static char listen_tag, signal_tag;
+
+/* ---- the connection: identical on both loops ---- */
 
 /* Reply = request with the reply bit set in the big-endian opcode at header
  * offset 6 (see the header layout in wire.h). */
@@ -89,8 +84,9 @@ static int conn_reserve(struct conn *c, size_t need) {
         return 0;
 }
 
-/* Mark every whole frame after ->ready as a reply; make room for the next
- * one. -EBADMSG for a header that is not coffer's. */
+/* Mark every whole frame after ->ready as a reply and make room for the next
+ * one, so the buffer always has space to read into. -EBADMSG for a header
+ * that is not coffer's. */
 static int conn_scan(struct conn *c) {
         while (c->len - c->ready >= WIRE_HEADER_SIZE) {
                 struct wire_header h;
@@ -104,6 +100,18 @@ static int conn_scan(struct conn *c) {
                 c->ready += frame;
         }
         return conn_reserve(c, c->ready + WIRE_HEADER_SIZE);
+}
+
+/* One read per wake-up: both loops are level-triggered, so anything left in
+ * the socket wakes us again without an extra read that returns EAGAIN. */
+static int conn_read(struct conn *c) {
+        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (n < 0)
+                return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
+        if (n == 0)
+                return -ECONNRESET;
+        c->len += (size_t)n;
+        return conn_scan(c);
 }
 
 /* Write back what is ready. 1 when all of it went, 0 on a full socket. */
@@ -125,21 +133,41 @@ static int conn_flush(struct conn *c) {
         return 1;
 }
 
-/* One read per wake-up: the loop is level-triggered, so anything left in the
- * socket wakes us again, and a request/response client costs exactly
- * epoll_wait + read + send per round trip. */
-static int conn_read(struct conn *c) {
-        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (n < 0)
-                return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
-        if (n == 0)
-                return -ECONNRESET;
-        c->len += (size_t)n;
-        return conn_scan(c);
+static int conn_watch(struct conn *c, uint32_t events) {
+        if (events == c->events)
+                return 0;
+        c->events = events;
+        if (c->srv->use_sd_event)
+                return sd_event_source_set_io_events(c->src, events);
+        struct epoll_event ev = { .events = events, .data.ptr = c };
+        return epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0 ? -errno : 0;
 }
 
-static int on_conn(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        struct conn *c = userdata;
+static int accept_enable(struct server *s, bool on) {
+        if (s->use_sd_event)
+                return sd_event_source_set_enabled(s->listen_src, on ? SD_EVENT_ON : SD_EVENT_OFF);
+        struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &listen_tag };
+        return epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->lfd, &ev) < 0 ? -errno : 0;
+}
+
+static void conn_free(struct conn *c) {
+        struct server *s = c->srv;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        sd_event_source_disable_unref(c->src);
+        close(c->fd); /* also leaves the epoll set */
+        free(c->buf);
+        free(c);
+        if (s->accept_paused && accept_enable(s, true) >= 0)
+                s->accept_paused = false;
+}
+
+/* Once replies back up, stop reading until the client drains them. */
+static void conn_event(struct conn *c, uint32_t revents) {
         int r = 0;
 
         if (revents & EPOLLIN)
@@ -148,63 +176,139 @@ static int on_conn(sd_event_source *src, int fd, uint32_t revents, void *userdat
                 r = -ECONNRESET;
         if (r >= 0)
                 r = conn_flush(c);
-        /* Once replies back up, stop reading until the client drains them. */
         if (r >= 0)
-                r = sd_event_source_set_io_events(src, r ? EPOLLIN : EPOLLOUT);
+                r = conn_watch(c, r ? EPOLLIN : EPOLLOUT);
         if (r == -EBADMSG)
                 fprintf(stderr, "echod: dropping a client that sent a malformed frame header\n");
         if (r < 0)
                 conn_free(c);
+}
+
+static int on_sd_conn(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        conn_event(userdata, revents);
         return 0;
 }
 
 static int conn_new(struct server *s, int fd) {
         struct conn *c = calloc(1, sizeof *c);
+        int r;
+
         if (!c) {
                 close(fd);
                 return -ENOMEM;
         }
-        c->srv = s;
-        c->fd = fd;
-        c->cap = CONN_BUF_INITIAL;
-        c->buf = malloc(c->cap);
-        c->next = s->conns;
+        *c = (struct conn){ .srv = s, .fd = fd, .events = EPOLLIN, .cap = CONN_BUF_INITIAL, .next = s->conns };
         if (s->conns)
                 s->conns->prev = c;
         s->conns = c;
-        if (!c->buf) {
-                conn_free(c);
-                return -ENOMEM;
+        c->buf = malloc(c->cap);
+        if (!c->buf)
+                r = -ENOMEM;
+        else if (s->use_sd_event)
+                r = sd_event_add_io(s->loop, &c->src, fd, EPOLLIN, on_sd_conn, c);
+        else {
+                struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+                r = epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
         }
-        int r = sd_event_add_io(s->loop, &c->src, fd, EPOLLIN, on_conn, c);
         if (r < 0)
                 conn_free(c);
         return r;
 }
 
-static int on_listen(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        struct server *s = userdata;
-
+static void server_accept(struct server *s) {
         for (;;) {
-                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int cfd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0) {
                         if (errno == EINTR || errno == ECONNABORTED)
                                 continue;
                         if ((errno == EMFILE || errno == ENFILE) && s->conns) {
-                                /* Level-triggered: resume when a client leaves, not spin. */
+                                /* Level-triggered: pause rather than spin until a client leaves. */
                                 fprintf(stderr, "echod: out of file descriptors, pausing accept\n");
-                                if (sd_event_source_set_enabled(src, SD_EVENT_OFF) >= 0)
-                                        s->accept_paused = true;
+                                s->accept_paused = accept_enable(s, false) >= 0;
                         } else if (errno != EAGAIN) {
                                 fprintf(stderr, "echod: accept: %s\n", strerror(errno));
                         }
-                        return 0;
+                        return;
                 }
                 int r = conn_new(s, cfd);
                 if (r < 0)
                         fprintf(stderr, "echod: cannot serve a client: %s\n", strerror(-r));
         }
 }
+
+/* ---- the loops ---- */
+
+static int run_epoll(struct server *s, const sigset_t *stop) {
+        struct epoll_event evs[EPOLL_BATCH];
+
+        s->epfd = epoll_create1(EPOLL_CLOEXEC);
+        s->sigfd = signalfd(-1, stop, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (s->epfd < 0 || s->sigfd < 0)
+                return -errno;
+        struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &listen_tag };
+        struct epoll_event sev = { .events = EPOLLIN, .data.ptr = &signal_tag };
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &lev) < 0 ||
+            epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &sev) < 0)
+                return -errno;
+        for (;;) {
+                int n = epoll_wait(s->epfd, evs, EPOLL_BATCH, -1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                for (int i = 0; i < n; i++) {
+                        if (evs[i].data.ptr == &signal_tag)
+                                return 0;
+                        if (evs[i].data.ptr == &listen_tag)
+                                server_accept(s);
+                        else
+                                conn_event(evs[i].data.ptr, evs[i].events);
+                }
+        }
+}
+
+static int on_sd_listen(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        server_accept(userdata);
+        return 0;
+}
+
+static int run_sd_event(struct server *s, const sigset_t *stop) {
+        int r = sd_event_new(&s->loop);
+        if (r < 0)
+                return r;
+        /* A NULL handler makes the signal end the loop. */
+        for (int sig = 1; sig < NSIG && r >= 0; sig++)
+                if (sigismember(stop, sig) == 1)
+                        r = sd_event_add_signal(s->loop, NULL, sig, NULL, NULL);
+        if (r >= 0)
+                r = sd_event_add_io(s->loop, &s->listen_src, s->lfd, EPOLLIN, on_sd_listen, s);
+        if (r >= 0)
+                r = sd_event_loop(s->loop);
+        return r;
+}
+
+static int server_run(struct server *s) {
+        sigset_t stop;
+        int r;
+
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &stop, NULL) < 0)
+                return -errno;
+        r = s->use_sd_event ? run_sd_event(s, &stop) : run_epoll(s, &stop);
+        while (s->conns)
+                conn_free(s->conns);
+        sd_event_source_disable_unref(s->listen_src);
+        sd_event_unref(s->loop);
+        if (s->epfd >= 0)
+                close(s->epfd);
+        if (s->sigfd >= 0)
+                close(s->sigfd);
+        return r;
+}
+
+/* ---- setup ---- */
 
 static int listen_unix(const char *path) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -243,50 +347,28 @@ static void raise_fd_limit(void) {
         }
 }
 
-static int server_run(struct server *s, int lfd) {
-        sigset_t ss;
-        int r;
-
-        sigemptyset(&ss);
-        sigaddset(&ss, SIGTERM);
-        sigaddset(&ss, SIGINT);
-        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
-                return -errno;
-        r = sd_event_default(&s->loop);
-        if (r < 0)
-                return r;
-        /* A NULL handler makes the signal end the loop. */
-        r = sd_event_add_signal(s->loop, NULL, SIGTERM, NULL, NULL);
-        if (r >= 0)
-                r = sd_event_add_signal(s->loop, NULL, SIGINT, NULL, NULL);
-        if (r >= 0)
-                r = sd_event_add_io(s->loop, &s->listen_src, lfd, EPOLLIN, on_listen, s);
-        if (r >= 0)
-                r = sd_event_loop(s->loop);
-        while (s->conns)
-                conn_free(s->conns);
-        sd_event_source_disable_unref(s->listen_src);
-        s->loop = sd_event_unref(s->loop);
-        return r;
-}
-
 int main(int argc, char *argv[]) {
-        struct server s = { 0 };
+        struct server s = { .lfd = -1, .epfd = -1, .sigfd = -1 };
+        const char *path = argv[argc - 1];
 
-        if (argc != 2 || argv[1][0] == '-') {
-                fprintf(stderr, "usage: echod SOCKETPATH\n");
+        if (argc == 3 && strcmp(argv[1], "--sd-event") == 0)
+                s.use_sd_event = true;
+        else if (argc != 2)
+                path = NULL;
+        if (!path || path[0] == '-') {
+                fprintf(stderr, "usage: echod [--sd-event] SOCKETPATH\n");
                 return 2;
         }
         raise_fd_limit();
-        int lfd = listen_unix(argv[1]);
-        if (lfd < 0) {
-                fprintf(stderr, "echod: cannot listen on %s: %s\n", argv[1],
-                        lfd == -EEXIST ? "path exists and is not a socket" : strerror(-lfd));
+        s.lfd = listen_unix(path);
+        if (s.lfd < 0) {
+                fprintf(stderr, "echod: cannot listen on %s: %s\n", path,
+                        s.lfd == -EEXIST ? "path exists and is not a socket" : strerror(-s.lfd));
                 return 1;
         }
-        int r = server_run(&s, lfd);
-        close(lfd);
-        unlink(argv[1]);
+        int r = server_run(&s);
+        close(s.lfd);
+        unlink(path);
         if (r < 0) {
                 fprintf(stderr, "echod: event loop: %s\n", strerror(-r));
                 return 1;

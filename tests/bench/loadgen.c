@@ -352,7 +352,7 @@ static int report(const struct opts *o, struct worker *ws, uint64_t start) {
         }
         int ret = 0;
         if (errors || broken || ops == 0) {
-                fprintf(stderr, "loadgen: %s: FAILED: %" PRIu64 " error replies, %u of %u connections broken, %" PRIu64 " good ops; first: %s\n",
+                fprintf(stderr, "loadgen: %s: FAILED: %" PRIu64 " error replies, %u of %u connections broken, %" PRIu64 " ops measured; first: %s\n",
                         o->label, errors, broken, o->clients, ops, first ? first : "no request completed in the measured window");
                 ret = 1;
         } else {

@@ -304,6 +304,8 @@ int main(int argc, char **argv) {
         }
         I.n = o.idle;
         I.ok = idle_open(&I);
+        if (I.ok) /* lets a test wait until the idle connections are in */
+                fprintf(stderr, "crowd: %u idle connections open\n", I.n);
         pthread_create(&it, NULL, idle_thread, &I);
         for (unsigned i = 0; i < o.garbage; i++)
                 pthread_create(&gt[i], NULL, garbage_thread, NULL);

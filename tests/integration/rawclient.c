@@ -2,7 +2,7 @@
 /*
  * rawclient: send exact bytes to cofferd and print what comes back.
  *
- *   rawclient SOCKET [ITEM]... [--read-timeout MS] [--trickle MS] [--shutdown]
+ *   rawclient SOCKET [ITEM]... [--read-timeout MS] [--replies N] [--trickle MS] [--shutdown]
  *
  * ITEMs are appended to the send buffer in order:
  *   --hex HEX          raw bytes
@@ -26,7 +26,8 @@
  *
  * followed by `eof` when the daemon closed the connection, `timeout` when
  * nothing arrived for --read-timeout MS (default 3000), or `reset` on a
- * connection reset. `sent=N` reports how many bytes went out (less than asked
+ * connection reset. With --replies N, reading stops after N replies: `eof`
+ * if the daemon closes within 200 ms after the last, else `open`. `sent=N` reports how many bytes went out (less than asked
  * when the daemon closed first). Exit status 0 unless a local error (usage,
  * connect failure, malformed reply: exit 1 and a message on stderr).
  */
@@ -54,7 +55,7 @@ struct frame {
 static int usage(void) {
         fputs("usage: rawclient SOCKET [--hex HEX | --file F | --stdin | --frame OPCODE [--field TAG:TYPE:VALUE]... "
               "[--raw HEX] [--id N] [--magic HEX] [--proto-version N] [--body-len N]]... "
-              "[--read-timeout MS] [--trickle MS] [--shutdown]\n",
+              "[--read-timeout MS] [--replies N] [--trickle MS] [--shutdown]\n",
               stderr);
         return 1;
 }
@@ -242,7 +243,7 @@ static void print_msg(const char *s) {
 }
 
 /* Print every whole frame in buf; returns bytes consumed or -1 on a bad reply. */
-static ssize_t print_frames(const uint8_t *buf, size_t len) {
+static ssize_t print_frames(const uint8_t *buf, size_t len, uint64_t *count) {
         size_t off = 0;
         static struct wire_msg m;
         while (len - off >= WIRE_HEADER_SIZE) {
@@ -270,24 +271,30 @@ static ssize_t print_frames(const uint8_t *buf, size_t len) {
                 putchar('\n');
                 fflush(stdout);
                 off += WIRE_HEADER_SIZE + m.hdr.body_len;
+                (*count)++;
         }
         return (ssize_t) off;
 }
 
-/* Read and print replies until EOF, reset or timeout_ms of silence. */
-static int read_replies(int fd, unsigned timeout_ms) {
+#define GRACE_MS 200
+
+/* Read and print replies until EOF, reset, timeout_ms of silence, or (when
+ * want > 0) want replies and a short grace for the close. */
+static int read_replies(int fd, unsigned timeout_ms, uint64_t want) {
         size_t cap = WIRE_HEADER_SIZE + WIRE_BODY_MAX + 65536, len = 0;
+        uint64_t got = 0;
         uint8_t *buf = malloc(cap);
         int rc = 0;
         if (!buf)
                 return die("out of memory", NULL);
         for (;;) {
                 struct pollfd p = { .fd = fd, .events = POLLIN };
-                int n = poll(&p, 1, (int) timeout_ms);
+                bool enough = want && got >= want;
+                int n = poll(&p, 1, enough ? GRACE_MS : (int) timeout_ms);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n == 0) {
-                        puts("timeout");
+                        puts(enough ? "open" : "timeout");
                         break;
                 }
                 ssize_t k = recv(fd, buf + len, cap - len, 0);
@@ -304,7 +311,7 @@ static int read_replies(int fd, unsigned timeout_ms) {
                         break;
                 }
                 len += (size_t) k;
-                ssize_t used = print_frames(buf, len);
+                ssize_t used = print_frames(buf, len, &got);
                 if (used < 0) {
                         rc = 1;
                         break;
@@ -319,7 +326,7 @@ static int read_replies(int fd, unsigned timeout_ms) {
 int main(int argc, char **argv) {
         struct wire_writer w;
         struct frame f = { .start = SIZE_MAX };
-        uint64_t timeout_ms = 3000, trickle_ms = 0, v;
+        uint64_t timeout_ms = 3000, trickle_ms = 0, want = 0, v;
         bool do_shutdown = false;
         if (argc < 2 || argv[1][0] == '-')
                 return usage();
@@ -354,6 +361,8 @@ int main(int argc, char **argv) {
                         ok = f.start != SIZE_MAX && put_hex(&w, arg);
                 else if (strcmp(opt, "--read-timeout") == 0)
                         ok = parse_num(arg, 600000, &timeout_ms);
+                else if (strcmp(opt, "--replies") == 0)
+                        ok = parse_num(arg, 1000000, &want);
                 else if (strcmp(opt, "--trickle") == 0)
                         ok = parse_num(arg, 60000, &trickle_ms);
                 else
@@ -372,7 +381,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         if (do_shutdown)
                 shutdown(fd, SHUT_WR);
-        int rc = read_replies(fd, (unsigned) timeout_ms);
+        int rc = read_replies(fd, (unsigned) timeout_ms, want);
         close(fd);
         wire_writer_free(&w);
         return rc;

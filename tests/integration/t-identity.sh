@@ -21,8 +21,9 @@ ok "whoami --json is valid JSON" "$PY" -c 'import json,sys; json.load(open(sys.a
 is "uid is mine" "$(jq_ uid)" "$(id -u)"
 is "gid is mine" "$(jq_ gid)" "$(id -g)"
 is "user is my name" "$(jq_ user)" "$(id -un)"
-ok "groups include every group of \`id -G\`" "$PY" -c '
-import json,sys; got=set(json.load(open(sys.argv[1]))["groups"]); want={int(g) for g in sys.argv[2].split()}
+# id -G lists the primary gid too; the kernel's supplementary list need not.
+ok "groups and gid cover every group of \`id -G\`" "$PY" -c '
+import json,sys; j=json.load(open(sys.argv[1])); got=set(j["groups"]) | {j["gid"]}; want={int(g) for g in sys.argv[2].split()}
 sys.exit(0 if want <= got else "missing %s" % sorted(want-got))' "$T/who.json" "$(id -G)"
 is "pid is the coffer process itself" "$(jq_ pid)" "$coffer_pid"
 ok "pid is not this shell's" test "$(jq_ pid)" != "$$" -a "$(jq_ pid)" != "$BASHPID"
@@ -71,6 +72,8 @@ fails_with "a config owned by another user is refused" 1 "$T/nobody.conf is owne
 # ---- interim authorization ----
 ok_out "nobody may ask status" '"initialized":true' as_nobody "$COFFER" status --json
 ok_out "nobody may ask whoami, and is seen as uid 65534" '"uid":65534' as_nobody "$COFFER" whoami --json
+ok_out "whoami reports exactly the supplementary groups the kernel has (4,24,100)" '"gid":65534,.*"groups":\[4,24,100\]' \
+    setpriv --reuid=nobody --regid=nogroup --groups=4,24,100 "$COFFER" whoami --json
 fails_with "nobody's get is denied (exit 5), naming the admin group" 5 "permission denied.*group 'coffer-admin'" \
     as_nobody "$COFFER" get id/secret
 fails_with "nobody's put is denied (exit 5)" 5 'permission denied' sh -c 'printf x | "$@"' _ \
@@ -119,7 +122,9 @@ while True:
         f.write("connection %d bytes\n" % len(data))
     c.close()
 EOF
-as_nobody "$PY" "$T/impostor.py" "$T/evil/coffer.sock" "$T/evil/log" &
+# setpriv execs python, so $! is the impostor itself.
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$PY" "$T/impostor.py" "$T/evil/coffer.sock" "$T/evil/log" \
+    </dev/null >/dev/null 2>&1 &
 imp=$!
 CLEANUP_EXTRA="kill $imp 2>/dev/null; $CLEANUP_EXTRA"
 wait_until 5 test -e "$T/evil/coffer.sock.ready"

@@ -56,16 +56,16 @@ raw_is "protocol version 0: error reply, then closed" "$(closed_with $EPROTO 'un
 
 # ---- opcodes ----
 raw_is "an unknown opcode gets an error reply; a STATUS on the same connection is then answered" \
-    "^sent=32\|reply op=0xffff id=5 code=$EOPNOTSUPP msg=unknown opcode 30583[^|]*\|reply op=0x8001 id=6 code=0 msg=\|timeout\|\$" \
-    --frame 0x7777 --id 5 --frame 1 --id 6 --read-timeout 500
+    "^sent=32\|reply op=0xffff id=5 code=$EOPNOTSUPP msg=unknown opcode 30583[^|]*\|reply op=0x8001 id=6 code=0 msg=\|open\|\$" \
+    --frame 0x7777 --id 5 --frame 1 --id 6 --replies 2
 raw_is "a reply opcode sent as a request is an unknown opcode, connection kept" \
-    "code=$EOPNOTSUPP msg=unknown opcode[^|]*\|${STATUS_OK}timeout" --frame 0x8001 --frame 1 --read-timeout 500
-raw_is "the request id is echoed" '^sent=16\|reply op=0x8001 id=4242 code=0' --frame 1 --id 4242 --read-timeout 300
+    "code=$EOPNOTSUPP msg=unknown opcode[^|]*\|${STATUS_OK}open" --frame 0x8001 --frame 1 --replies 2
+raw_is "the request id is echoed" '^sent=16\|reply op=0x8001 id=4242 code=0' --frame 1 --id 4242 --replies 1
 raw_is "three pipelined frames in one write get three replies in order" \
-    'reply op=0x8001 id=1 [^|]*\|reply op=0x8020 id=2 [^|]*\|reply op=0x8001 id=3 [^|]*\|timeout' \
-    --frame 1 --id 1 --frame 32 --id 2 --frame 1 --id 3 --read-timeout 300
+    'reply op=0x8001 id=1 [^|]*\|reply op=0x8020 id=2 [^|]*\|reply op=0x8001 id=3 [^|]*\|open' \
+    --frame 1 --id 1 --frame 32 --id 2 --frame 1 --id 3 --replies 3
 raw_is "a frame trickled one byte at a time is reassembled and answered" \
-    '^sent=16\|reply op=0x8001 id=7 code=0' --frame 1 --id 7 --trickle 5 --read-timeout 1000
+    '^sent=16\|reply op=0x8001 id=7 code=0' --frame 1 --id 7 --trickle 5 --replies 1
 
 # ---- malformed bodies: error reply, then closed ----
 BODY=$(closed_with $EPROTO 'malformed frame body')
@@ -85,23 +85,23 @@ raw_is "a string field longer than 4096 bytes" "$BODY" --frame 17 --field 1:str:
 
 # ---- well-formed but wrong requests: error reply, connection kept ----
 raw_is "a name sent as u64: error reply naming the field, connection kept" \
-    "code=$EINVAL msg=invalid secret name[^|]*\|${STATUS_OK}timeout" \
-    --frame 17 --field 1:u64:5 --frame 1 --read-timeout 500
+    "code=$EINVAL msg=invalid secret name[^|]*\|${STATUS_OK}open" \
+    --frame 17 --field 1:u64:5 --frame 1 --replies 2
 raw_is "a name with '..': refused with the charset, connection kept" \
-    "code=$EINVAL msg=invalid secret name: use 1-256 characters of A-Z a-z 0-9[^|]*\|${STATUS_OK}timeout" \
-    --frame 17 --field 1:str:../x --frame 1 --read-timeout 500
+    "code=$EINVAL msg=invalid secret name: use 1-256 characters of A-Z a-z 0-9[^|]*\|${STATUS_OK}open" \
+    --frame 17 --field 1:str:../x --frame 1 --replies 2
 raw_is "a get without a name: error reply, connection kept" \
-    "code=$EINVAL msg=secret name is missing[^|]*\|${STATUS_OK}timeout" --frame 17 --frame 1 --read-timeout 500
+    "code=$EINVAL msg=secret name is missing[^|]*\|${STATUS_OK}open" --frame 17 --frame 1 --replies 2
 raw_is "a put with a 1 MiB + 1 value: refused (E2BIG), connection kept" \
-    "code=$E2BIG msg=value is larger than 1 MiB[^|]*\|${STATUS_OK}timeout" \
-    --frame 16 --field 1:str:p/big --field 2:fill:1048577 --frame 1 --read-timeout 3000
+    "code=$E2BIG msg=value is larger than 1 MiB[^|]*\|${STATUS_OK}open" \
+    --frame 16 --field 1:str:p/big --field 2:fill:1048577 --frame 1 --replies 2
 fails_with "... and nothing was stored under that name (exit 6)" 6 'no such secret' "$COFFER" get p/big
-raw_is "a put with exactly 1 MiB is accepted" 'reply op=0x8010 id=1 code=0 msg=\|timeout' \
-    --frame 16 --field 1:str:p/max --field 2:fill:1048576 --read-timeout 3000
-raw_is "the 1 MiB value is served back whole" 'reply op=0x8011 id=1 code=0 msg= value_len=1048576\|timeout' \
-    --frame 17 --field 1:str:p/max --read-timeout 3000
-raw_is "a put whose value is a string, not bytes: refused" "code=$EINVAL msg=value must be a bytes field" \
-    --frame 16 --field 1:str:p/str --field 2:str:abc --read-timeout 300
+raw_is "a put with exactly 1 MiB is accepted" 'reply op=0x8010 id=1 code=0 msg=\|open' \
+    --frame 16 --field 1:str:p/max --field 2:fill:1048576 --replies 1
+raw_is "the 1 MiB value is served back whole" 'reply op=0x8011 id=1 code=0 msg= value_len=1048576\|open' \
+    --frame 17 --field 1:str:p/max --replies 1
+raw_is "a put whose value is a string, not bytes: refused, connection kept" \
+    "code=$EINVAL msg=value must be a bytes field[^|]*\|open" --frame 16 --field 1:str:p/str --field 2:str:abc --replies 1
 
 # ---- the daemon survived all of it ----
 is "the daemon is still the same process" "$DAEMON_PID" "$PID0"

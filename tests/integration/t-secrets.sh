@@ -65,16 +65,20 @@ ok "the newest kept version reads back" value_is p4 prune/x
 # ---- rm, undelete, destroy ----
 fails_with "rm soft-deletes the newest version and says how to undo" 0 'deleted app/db version 4 \(undo: coffer undelete' \
     "$COFFER" rm app/db
-ok "after rm, get returns the newest live version (3)" value_is db-three app/db
-fails_with "the deleted version is not readable (exit 6)" 6 'deleted' "$COFFER" get app/db --version 4
+fails_with "after rm, get finds nothing: an older value does not quietly come back (exit 6)" 6 'version 4 is deleted \(undelete restores it\)' \
+    "$COFFER" get app/db
+ok "after rm, the older version 3 is still readable with --version" value_is db-three app/db --version 3
+fails_with "the deleted version is not readable (exit 6)" 6 'deleted|no such secret or version' "$COFFER" get app/db --version 4
 ok_out "versions shows version 4 deleted" '^4 .* deleted$' "$COFFER" versions app/db
 ok "undelete --version 4" "$COFFER" undelete app/db --version 4
 ok "after undelete the value is back" value_is db-four app/db
 ok "destroy --version 4" "$COFFER" destroy app/db --version 4
-fails_with "a destroyed version is unreadable (exit 6)" 6 'destroyed' "$COFFER" get app/db --version 4
+fails_with "a destroyed version is unreadable (exit 6)" 6 'destroyed|no such secret or version' "$COFFER" get app/db --version 4
 refused "undelete cannot bring back a destroyed version" '.' "$COFFER" undelete app/db --version 4
-fails_with "and it stays unreadable" 6 'destroyed' "$COFFER" get app/db --version 4
+fails_with "and it stays unreadable" 6 'destroyed|no such secret or version' "$COFFER" get app/db --version 4
 ok_out "versions shows version 4 destroyed" '^4 .* destroyed$' "$COFFER" versions app/db
+fails_with "with its newest version destroyed, get finds nothing (exit 6)" 6 'version 4 was destroyed' "$COFFER" get app/db
+ok "ls no longer lists it" sh -c '! "$1" ls app/ | grep -qx app/db' _ "$COFFER"
 fails_with "undelete without --version is a usage error (exit 2)" 2 'needs --version' "$COFFER" undelete app/db
 fails_with "an unknown secret: not found (exit 6)" 6 'no such secret' "$COFFER" get no/such/secret
 fails_with "rm of an unknown secret: not found (exit 6)" 6 'no such secret|no live version' "$COFFER" rm no/such/secret
@@ -87,7 +91,7 @@ is "ls ls/ lists all four live names, sorted, not the deleted one" "$("$COFFER" 
     "ls/a/one ls/a/two ls/b/three ls/c "
 ok_out "ls --json is a JSON array" '^\["ls/a/one","ls/a/two"\]$' "$COFFER" ls ls/a/ --json
 ok "ls without a prefix includes names from every tree" \
-    sh -c '"$1" ls | grep -qx app/db && "$1" ls | grep -qx ls/c' _ "$COFFER"
+    sh -c '"$1" ls | grep -qx app/new && "$1" ls | grep -qx ls/c' _ "$COFFER"
 
 # ---- names ----
 for bad in '../x' 'a//b' '/a' 'a/' 'a b' 'a/./b' 'a/../b' "$(printf 'n%.0s' $(seq 300))"; do

@@ -81,6 +81,12 @@ static void test_reader_short_read_fails(void **state) {
         assert_int_equal(u32, 0xdeadbeef); /* untouched */
         assert_int_equal(r.off, 0);        /* nothing consumed */
         assert_false(wire_reader_done(&r));
+
+        uint16_t u16 = 0xbeef;
+        wire_reader_init(&r, buf, 1);
+        assert_false(wire_read_u16(&r, &u16));
+        assert_true(r.error);
+        assert_int_equal(u16, 0xbeef);
 }
 
 static void test_reader_error_is_sticky(void **state) {
@@ -290,6 +296,18 @@ static void test_writer_reset_keeps_capacity(void **state) {
         wire_writer_free(&w);
 }
 
+/* The length prefix is 32 bits; a longer run is refused before it is read. */
+static void test_writer_lbytes_too_long(void **state) {
+        struct wire_writer w;
+        static const uint8_t one = 0;
+
+        wire_writer_init(&w);
+        assert_false(wire_write_lbytes(&w, &one, (size_t) UINT32_MAX + 1));
+        assert_true(w.error);
+        assert_int_equal(w.len, 0);
+        wire_writer_free(&w);
+}
+
 static void test_writer_empty_write(void **state) {
         struct wire_writer w;
 
@@ -392,7 +410,7 @@ static void test_frame_end_empty_body(void **state) {
         struct wire_header h;
 
         wire_writer_init(&w);
-        assert_true(wire_frame_begin(&w, OP_STATUS_FOR_TEST, 0));
+        assert_true(wire_frame_begin(&w, 1, 0));
         assert_int_equal(wire_frame_end(&w), 0);
         assert_int_equal(w.len, WIRE_HEADER_SIZE);
         assert_int_equal(wire_header_parse(&h, w.p), 0);
@@ -925,6 +943,7 @@ int main(void) {
                 cmocka_unit_test(test_writer_limit_exceeded),
                 cmocka_unit_test(test_writer_default_limit),
                 cmocka_unit_test(test_writer_reset_keeps_capacity),
+                cmocka_unit_test(test_writer_lbytes_too_long),
                 cmocka_unit_test(test_writer_empty_write),
                 cmocka_unit_test(test_header_ok),
                 cmocka_unit_test(test_header_bad_magic),

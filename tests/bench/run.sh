@@ -1,0 +1,111 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# tests/bench/run.sh BUILDDIR — `make bench`.
+#
+# Measures GET round trips against a dev cofferd and against echod (the
+# physical floor: the same frames echoed by a bare epoll loop) with one
+# harness, at 64 clients and at 1, and prints coffer's throughput as a ratio
+# of the floor. An echod on sd-event (cofferd's loop) is measured too, so the
+# event loop's own share of the gap is visible.
+#
+# Environment: BENCH_SECONDS (default 5) per measurement.
+set -eu
+
+B=${1:?usage: run.sh BUILDDIR}
+SECS=${BENCH_SECONDS:-5}
+LG=$B/tests/bench/loadgen
+
+tmp=
+pids=
+lg_pid=
+cleanup() {
+        for p in $lg_pid $pids; do kill "$p" 2>/dev/null || true; done
+        for p in $lg_pid $pids; do wait "$p" 2>/dev/null || true; done
+        [ -z "$tmp" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail() {
+        echo "bench: $*" >&2
+        exit 1
+}
+
+# wait_socket PATH PID LOG: until PATH is a socket; fail if PID dies first.
+wait_socket() {
+        i=0
+        while [ ! -S "$1" ]; do
+                kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; fail "server for $1 exited during startup"; }
+                i=$((i + 1))
+                [ "$i" -le 100 ] || { tail -n 20 "$3" >&2; fail "no socket at $1 after 10 s"; }
+                sleep 0.1
+        done
+}
+
+# loadgen SOCKET LABEL MODE CLIENTS: print the bench line; the ops/s in $ops.
+# In the background so that a signal to this script is handled at once.
+loadgen() {
+        "$LG" --socket "$1" --label "$2" --mode "$3" --clients "$4" --seconds "$SECS" \
+                --name bench/small >"$tmp/loadgen.out" &
+        lg_pid=$!
+        rc=0
+        wait "$lg_pid" || rc=$?
+        lg_pid=
+        [ "$rc" -eq 0 ] || fail "loadgen $2 at $4 clients failed (see above)"
+        line=$(cat "$tmp/loadgen.out")
+        echo "$line"
+        ops=$(echo "$line" | sed -n 's/.* ops_per_s=\([0-9.]*\) .*/\1/p')
+        [ -n "$ops" ] || fail "cannot read ops_per_s from: $line"
+}
+
+case $SECS in
+''|*[!0-9]*|0) fail "BENCH_SECONDS must be a positive integer: $SECS" ;;
+esac
+for f in cofferd coffer tests/bench/echod tests/bench/loadgen; do
+        [ -x "$B/$f" ] || fail "missing $B/$f (run: make bench)"
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/coffer-bench.XXXXXX")
+mkdir -m 0700 "$tmp/state"
+SOCK=$tmp/coffer.sock
+ECHO=$tmp/echo.sock
+ECHO_SD=$tmp/echo-sd.sock
+
+"$B/cofferd" --state-dir "$tmp/state" --socket "$SOCK" --audit-log "$tmp/audit.log" \
+        >"$tmp/cofferd.log" 2>&1 &
+cofferd_pid=$!
+pids="$pids $cofferd_pid"
+wait_socket "$SOCK" "$cofferd_pid" "$tmp/cofferd.log"
+
+COFFER_SOCKET=$SOCK
+export COFFER_SOCKET
+"$B/coffer" operator init --keyfile "$tmp/unseal.key" >"$tmp/init.log" 2>&1 ||
+        { cat "$tmp/init.log" >&2; fail "coffer operator init failed"; }
+value=bench-0123456789abcdef-012345678 # 32 bytes, not a real secret
+printf '%s' "$value" | "$B/coffer" put bench/small >"$tmp/put.log" 2>&1 ||
+        { cat "$tmp/put.log" >&2; fail "coffer put bench/small failed"; }
+got=$("$B/coffer" get bench/small 2>"$tmp/get.log") ||
+        { cat "$tmp/get.log" >&2; fail "coffer get bench/small failed"; }
+[ "$got" = "$value" ] || fail "coffer get bench/small returned a different value"
+
+"$B/tests/bench/echod" "$ECHO" >"$tmp/echod.log" 2>&1 &
+pids="$pids $!"
+wait_socket "$ECHO" "$!" "$tmp/echod.log"
+"$B/tests/bench/echod" --sd-event "$ECHO_SD" >"$tmp/echod-sd.log" 2>&1 &
+pids="$pids $!"
+wait_socket "$ECHO_SD" "$!" "$tmp/echod-sd.log"
+
+echo "bench: ${SECS}s per run, $(nproc 2>/dev/null || echo '?') CPUs, client and servers share them"
+loadgen "$SOCK" coffer-get get 64
+get64=$ops
+loadgen "$ECHO" echo echo 64
+echo64=$ops
+loadgen "$ECHO_SD" echo-sdevent echo 64
+loadgen "$SOCK" coffer-get get 1
+loadgen "$ECHO" echo echo 1
+
+kill -0 "$cofferd_pid" 2>/dev/null || { tail -n 20 "$tmp/cofferd.log" >&2; fail "cofferd died during the run"; }
+awk -v a="$get64" -v b="$echo64" 'BEGIN { printf "ratio coffer-get/echo ops_per_s=%.2f\n", a / b }'
