@@ -23,6 +23,11 @@ static const struct subcommand commands[] = {
           "       coffer operator unseal [--keyfile FILE]   (passphrase or share from stdin)\n"
           "       coffer operator seal | rotate" },
         { "audit", cmd_audit, "audit verify [FILE]" },
+        { "policy", cmd_policy,
+          "policy check [DIR]\n"
+          "       coffer policy explain ACTION OBJECT [--user U] [--uid N] [--group G]... [--unit U] [--exe PATH] "
+          "[--session] [--json]\n"
+          "       coffer policy reload" },
 };
 
 static void help(FILE *f) {

@@ -127,6 +127,31 @@ typedef struct coffer_audit_report {
  * own log when fd < 0. Returns 0 when intact, -EBADMSG with r->bad_line set. */
 COFFER_API COFFER_WUR int coffer_audit_verify(coffer *c, coffer_audit_report *r, int fd);
 
+/* Policy. */
+typedef struct coffer_subject {
+        const char *user;            /* NULL = none */
+        int64_t uid;                 /* < 0 = none */
+        const char *const *groups;   /* group names */
+        size_t ngroups;
+        const char *unit;            /* NULL = none */
+        const char *exe;             /* NULL = none */
+        int session;                 /* inside a login session */
+} coffer_subject;
+
+typedef struct coffer_explanation {
+        int allow;
+        char rule[4097];             /* the deciding rule as written, "" = no rule matched */
+        char file[4097];
+        unsigned line;
+} coffer_explanation;
+
+/* May subject (NULL: the caller, as the daemon sees it) do action on object?
+ * Asking about another subject needs admin on policy:explain. */
+COFFER_API COFFER_WUR int coffer_policy_explain(coffer *c, coffer_explanation *out, const char *action,
+                                                const char *object, const coffer_subject *subject);
+/* Make the daemon reload its policy directory; *rules gets the rule count. */
+COFFER_API COFFER_WUR int coffer_policy_reload(coffer *c, uint64_t *rules);
+
 #ifdef __cplusplus
 }
 #endif

@@ -593,3 +593,63 @@ COFFER_API int coffer_audit_verify(coffer *c, coffer_audit_report *rep, int fd) 
                 return set_error(-EBADMSG, "the audit log does not verify: %s", rep->reason);
         return 0;
 }
+
+/* ---- policy ---- */
+
+static void put_subject(struct wire_writer *w, const coffer_subject *s) {
+        if (s->user)
+                wire_put_str(w, T_USER, s->user);
+        if (s->uid >= 0)
+                wire_put_u64(w, T_UID, (uint64_t) s->uid);
+        if (s->unit)
+                wire_put_str(w, T_UNIT, s->unit);
+        if (s->exe)
+                wire_put_str(w, T_EXE, s->exe);
+        if (s->session)
+                wire_put_u64(w, T_SESSION, 1);
+        if (s->ngroups) {
+                struct wire_writer g;
+                wire_writer_init(&g);
+                for (size_t i = 0; i < s->ngroups; i++)
+                        wire_write_lbytes(&g, s->groups[i], strlen(s->groups[i]));
+                wire_put_bytes(w, T_NAMES, g.p, g.len);
+                wire_writer_free(&g);
+        }
+}
+
+COFFER_API int coffer_policy_explain(coffer *c, coffer_explanation *out, const char *action, const char *object,
+                                     const coffer_subject *subject) {
+        struct wire_writer w;
+        struct reply r;
+        uint64_t v = 0;
+        memset(out, 0, sizeof(*out));
+        wire_writer_init(&w);
+        wire_put_str(&w, T_ACTION, action);
+        wire_put_str(&w, T_OBJECT, object);
+        if (subject)
+                put_subject(&w, subject);
+        int rc = call(c, OP_POLICY_EXPLAIN, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_u64(&r.msg, T_ALLOW, &v) < 0)
+                rc = set_error(-EBADMSG, "malformed explain reply from cofferd");
+        out->allow = v != 0;
+        wire_get_str(&r.msg, T_RULE, out->rule, sizeof(out->rule));
+        wire_get_str(&r.msg, T_FILE, out->file, sizeof(out->file));
+        if (wire_get_u64(&r.msg, T_LINE, &v) == 0)
+                out->line = (unsigned) v;
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_policy_reload(coffer *c, uint64_t *rules) {
+        struct reply r;
+        int rc = call(c, OP_POLICY_RELOAD, NULL, &r);
+        if (rc < 0)
+                return rc;
+        if (rules)
+                wire_get_u64(&r.msg, T_COUNT, rules);
+        reply_free(&r);
+        return 0;
+}

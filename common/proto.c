@@ -145,6 +145,38 @@ int proto_decode_unseal(const struct wire_msg *m, struct req_seal *r, const char
         return get_key(m, r, true, why);
 }
 
+static int opt_str(const struct wire_msg *m, uint8_t tag, char *buf, size_t n, bool *present) {
+        int rc = wire_get_str(m, tag, buf, n);
+        if (rc == 0 && present)
+                *present = true;
+        return rc == -ENOENT ? 0 : rc;
+}
+
+int proto_decode_explain(const struct wire_msg *m, struct req_explain *r, const char **why) {
+        uint64_t session = 0;
+        bool has = false, has_session = false;
+        memset(r, 0, sizeof(*r));
+        if (wire_get_str(m, T_ACTION, r->action, sizeof(r->action)) < 0 ||
+            wire_get_str(m, T_OBJECT, r->object, sizeof(r->object)) < 0) {
+                *why = "give an action and an object, e.g. `coffer policy explain read secret:hf/token`";
+                return -EINVAL;
+        }
+        if (opt_str(m, T_USER, r->user, sizeof(r->user), &has) < 0 || opt_str(m, T_UNIT, r->unit, sizeof(r->unit), &has) < 0 ||
+            opt_str(m, T_EXE, r->exe, sizeof(r->exe), &has) < 0 || opt_u64(m, T_UID, &r->uid, &r->has_uid) < 0 ||
+            opt_u64(m, T_SESSION, &session, &has_session) < 0) {
+                *why = "malformed subject: user, unit and exe are strings, uid and session numbers";
+                return -EINVAL;
+        }
+        int rc = wire_get_bytes(m, T_NAMES, &r->groups, &r->groups_len);
+        if (rc == -EBADMSG) {
+                *why = "groups must be a list of names";
+                return -EINVAL;
+        }
+        r->session = session != 0;
+        r->has_subject = has || r->has_uid || has_session || rc == 0;
+        return 0;
+}
+
 bool proto_version_write(struct wire_writer *w, const struct proto_version *v) {
         return wire_write_u64(w, v->version) && wire_write_u64(w, v->created) && wire_write_u64(w, v->deleted) &&
                wire_write_u8(w, v->destroyed ? 1 : 0);
@@ -178,6 +210,8 @@ const char *proto_op_name(uint16_t op) {
         case OP_DESTROY: return "destroy";
         case OP_WHOAMI: return "whoami";
         case OP_AUDIT_VERIFY: return "audit-verify";
+        case OP_POLICY_RELOAD: return "policy-reload";
+        case OP_POLICY_EXPLAIN: return "policy-explain";
         default: return "unknown";
         }
 }

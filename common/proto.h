@@ -25,6 +25,8 @@ enum proto_op {
         OP_DESTROY      = 22,
         OP_WHOAMI       = 32,
         OP_AUDIT_VERIFY = 33,
+        OP_POLICY_RELOAD = 40,
+        OP_POLICY_EXPLAIN = 41,
         OP_ERROR        = 0xffff, /* reply only */
 };
 
@@ -64,6 +66,14 @@ enum proto_tag {
         T_DELETED       = 33, /* u64 bool */
         T_STATE_DIR     = 34, /* string */
         T_SEGMENTS      = 35, /* u64 */
+        T_ACTION        = 36, /* string: policy action */
+        T_OBJECT        = 37, /* string: policy object, e.g. secret:hf/token */
+        T_ALLOW         = 38, /* u64 bool */
+        T_RULE          = 39, /* string: the deciding rule as written */
+        T_FILE          = 40, /* string */
+        T_LINE          = 41, /* u64 */
+        T_SESSION       = 42, /* u64 bool: in a login session */
+        T_COUNT         = 43, /* u64 */
 };
 
 /* Names: 1..PROTO_NAME_MAX bytes of [A-Za-z0-9._-], segments separated by
@@ -101,7 +111,24 @@ struct req_seal {
         uint64_t threshold;
 };
 
+/* policy explain: an action on an object, for the caller or for a subject
+ * described by the fields present. */
+struct req_explain {
+        char action[16];
+        char object[PROTO_NAME_MAX + 16];
+        bool has_subject;
+        char user[64];           /* "" = none */
+        bool has_uid;
+        uint64_t uid;
+        const uint8_t *groups;   /* packed lbytes group names (T_NAMES) */
+        size_t groups_len;
+        char unit[256];
+        char exe[WIRE_STRING_MAX + 1];
+        bool session;
+};
+
 /* Each returns 0 or a negative errno; *why names the offending field. */
+int proto_decode_explain(const struct wire_msg *m, struct req_explain *r, const char **why);
 int proto_decode_secret(const struct wire_msg *m, struct req_secret *r, const char **why);
 int proto_decode_list(const struct wire_msg *m, struct req_list *r, const char **why);
 int proto_decode_init(const struct wire_msg *m, struct req_seal *r, const char **why);

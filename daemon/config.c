@@ -13,7 +13,7 @@ void config_defaults(struct config *c) {
         memset(c, 0, sizeof(*c));
         strcpy_bounded(c->socket, sizeof(c->socket), COFFER_DEFAULT_SOCKET);
         strcpy_bounded(c->state_dir, sizeof(c->state_dir), COFFER_DEFAULT_STATE_DIR);
-        strcpy_bounded(c->admin_group, sizeof(c->admin_group), "coffer-admin");
+        strcpy_bounded(c->policy_dir, sizeof(c->policy_dir), COFFER_DEFAULT_POLICY_DIR);
         c->max_connections = 4096;
         c->max_connections_per_uid = 512;
         c->idle_timeout_sec = 60;
@@ -57,8 +57,8 @@ static int apply(struct config *c, const char *k, const char *v) {
                 return set_string(c->state_dir, sizeof(c->state_dir), v);
         if (strcmp(k, "audit_log") == 0)
                 return set_string(c->audit_log, sizeof(c->audit_log), v);
-        if (strcmp(k, "admin_group") == 0)
-                return set_string(c->admin_group, sizeof(c->admin_group), v);
+        if (strcmp(k, "policy_dir") == 0)
+                return set_string(c->policy_dir, sizeof(c->policy_dir), v);
         if (strcmp(k, "max_connections") == 0)
                 return set_uint(&c->max_connections, v, 1, 1000000);
         if (strcmp(k, "max_connections_per_uid") == 0)

@@ -10,7 +10,7 @@ struct config {
         char socket[108];
         char state_dir[PATH_MAX];
         char audit_log[PATH_MAX];      /* "" = STATE_DIR/audit.log */
-        char admin_group[64];
+        char policy_dir[PATH_MAX];
         unsigned max_connections;
         unsigned max_connections_per_uid;
         unsigned idle_timeout_sec;     /* no complete frame for this long: close */

@@ -36,28 +36,30 @@ static int die(const char *fmt, ...) {
 }
 
 static void usage(void) {
-        puts("Usage: cofferd [--config FILE] [--state-dir DIR] [--socket PATH] [--audit-log FILE]\n"
+        puts("Usage: cofferd [--config FILE] [--state-dir DIR] [--socket PATH] [--audit-log FILE] [--policy-dir DIR]\n"
              "Runs the coffer daemon in the foreground. See cofferd(8).");
 }
 
 struct args {
-        const char *config, *state_dir, *socket, *audit_log;
+        const char *config, *state_dir, *socket, *audit_log, *policy_dir;
 };
 
 static int parse_args(int argc, char **argv, struct args *a) {
         static const struct option opts[] = {
                 { "config", required_argument, NULL, 'c' },  { "state-dir", required_argument, NULL, 'd' },
                 { "socket", required_argument, NULL, 's' },  { "audit-log", required_argument, NULL, 'a' },
-                { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
+                { "policy-dir", required_argument, NULL, 'p' }, { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
                 {},
         };
         int c;
-        while ((c = getopt_long(argc, argv, "c:d:s:a:hV", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "c:d:s:a:p:hV", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'c': a->config = optarg; break;
                 case 'd': a->state_dir = optarg; break;
                 case 's': a->socket = optarg; break;
                 case 'a': a->audit_log = optarg; break;
+                case 'p': a->policy_dir = optarg; break;
                 case 'h': usage(); return 0;
                 case 'V': puts("cofferd " COFFER_VERSION); return 0;
                 default: return -EINVAL;
@@ -219,6 +221,8 @@ static int load_config(struct cofferd *d, const struct args *a) {
                 return die("--socket too long (at most 107 bytes)");
         if (a->audit_log && !strcpy_bounded(d->cfg.audit_log, sizeof(d->cfg.audit_log), a->audit_log))
                 return die("--audit-log too long");
+        if (a->policy_dir && !strcpy_bounded(d->cfg.policy_dir, sizeof(d->cfg.policy_dir), a->policy_dir))
+                return die("--policy-dir too long");
         if (d->cfg.audit_log[0])
                 strcpy_bounded(d->audit_path, sizeof(d->audit_path), d->cfg.audit_log);
         else if (snprintf(d->audit_path, sizeof(d->audit_path), "%.4000s/audit.log", d->cfg.state_dir) < 0)
@@ -237,6 +241,24 @@ static int open_store(struct cofferd *d) {
         rc = audit_open(&d->audit, d->audit_path, d->seal.has_audit_pk ? d->seal.audit_pk : NULL);
         if (rc < 0)
                 return die("cannot open the audit log %s: %s", d->audit_path, strerror(-rc));
+        return 0;
+}
+
+/* No policy is never an accident: without one, everything but the daemon's
+ * own uid is denied, and the log says so. */
+static int load_policy(struct cofferd *d) {
+        char err[512] = "";
+        int rc = server_load_policy(d, err, sizeof(err));
+        if (rc < 0) {
+                if (policy_new(&d->policy) < 0)
+                        return die("out of memory");
+                fprintf(stderr, "cofferd: POLICY NOT LOADED, denying everything to every uid but %u until it is "
+                                "fixed and reloaded: %s\n", (unsigned) d->self_uid, err);
+        } else if (rc == 0)
+                fprintf(stderr, "cofferd: no policy rules in %s: denying everything to every uid but %u\n",
+                        d->cfg.policy_dir, (unsigned) d->self_uid);
+        else
+                fprintf(stderr, "cofferd: policy loaded: %d rules from %s\n", rc, d->cfg.policy_dir);
         return 0;
 }
 
@@ -265,7 +287,8 @@ int main(int argc, char **argv) {
         if (harden_process() < 0 || sodium_init() < 0)
                 return die("cannot harden the process or initialize libsodium");
         d.self_uid = geteuid();
-        if (load_config(&d, &a) || prepare_state_dir(&d) || open_store(&d) || make_listener(&d, nlisten))
+        if (load_config(&d, &a) || load_policy(&d) || prepare_state_dir(&d) || open_store(&d) ||
+            make_listener(&d, nlisten))
                 return 1;
         unseal_from_credential(&d);
         if ((rc = drop_capabilities()) < 0)
@@ -274,6 +297,7 @@ int main(int argc, char **argv) {
         seal_free(&d.seal);
         audit_close(d.audit);
         store_close(d.store);
+        policy_free(d.policy);
         if (nlisten <= 0 && d.listen_fd >= 0)
                 unlink(d.cfg.socket);
         return rc;

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -16,7 +19,8 @@
 enum {
         NEED_INIT = 1 << 0,     /* store must be initialized */
         NEED_UNSEALED = 1 << 1, /* ... and unsealed */
-        NEED_ADMIN = 1 << 2,    /* interim authorization: root, admin group, daemon uid */
+        AUTH_FIXED = 1 << 2,    /* authorized on the table's fixed object before the handler runs;
+                                 * secret operations authorize on their name once it is decoded */
         WRITES = 1 << 3,        /* changes the store: runs in a transaction with its audit record */
         TAKES_FD = 1 << 4,      /* may carry a file descriptor */
 };
@@ -24,6 +28,8 @@ enum {
 struct op {
         uint16_t code;
         unsigned flags;
+        enum pol_action action;
+        const char *object;
         int (*handler)(struct request *r);
 };
 
@@ -37,7 +43,69 @@ static int fail(struct request *r, int code, const char *fmt, ...) {
 }
 
 static void set_object(struct request *r, const char *kind, const char *name) {
-        snprintf(r->object, sizeof(r->object), "%s:%s", kind, name);
+        if (name)
+                snprintf(r->object, sizeof(r->object), "%s:%s", kind, name);
+        else
+                strcpy_bounded(r->object, sizeof(r->object), kind);
+}
+
+/* ---- authorization: policy, plus the daemon's own uid ---- */
+
+static int minute_of_day(void) {
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        return tm.tm_hour * 60 + tm.tm_min;
+}
+
+static void subject_of(const struct peer *p, struct pol_subject *s) {
+        *s = (struct pol_subject){
+                .uid = p->uid,
+                .gid = p->gid,
+                .groups = p->groups,
+                .ngroups = p->ngroups,
+                .exe = p->exe,
+                .unit = p->unit,
+                .in_login_session = p->audit_session != UINT32_MAX || p->login_session[0],
+                .minute_of_day = minute_of_day(),
+        };
+}
+
+/* Evaluate for the caller; 1 = allowed, 0 = denied, -ESRCH = the process
+ * changed under a rule that depends on exe or unit. */
+static int decide(struct request *r, enum pol_action a, const char *object, struct pol_decision *dec) {
+        struct pol_subject s;
+        if (r->peer->uid == r->d->self_uid) {
+                /* The daemon's operator can never be locked out by a policy. */
+                *dec = (struct pol_decision){ .allow = true, .rule = "builtin:daemon-uid" };
+                return 1;
+        }
+        subject_of(r->peer, &s);
+        int rc = policy_eval(r->d->policy, &s, a, object, dec);
+        if (rc < 0)
+                return rc;
+        /* exe and unit can change by exec after connect: check again now. */
+        if (dec->allow && (dec->depends_on_exe || dec->depends_on_unit) && peer_recheck(r->peer) < 0)
+                return -ESRCH;
+        return dec->allow ? 1 : 0;
+}
+
+static int authorize(struct request *r, enum pol_action a, const char *object) {
+        struct pol_decision dec = { 0 };
+        int rc = decide(r, a, object, &dec);
+        if (dec.file)
+                snprintf(r->rule_buf, sizeof(r->rule_buf), "%s:%u", dec.file, dec.line);
+        else
+                strcpy_bounded(r->rule_buf, sizeof(r->rule_buf), dec.rule ? dec.rule : "no-rule");
+        r->rule = r->rule_buf;
+        if (rc == -ESRCH)
+                return fail(r, -ESRCH, "your process changed its executable or unit since it connected; reconnect");
+        if (rc < 0)
+                return fail(r, rc, "policy evaluation failed: %s", strerror(-rc));
+        if (rc == 0)
+                return fail(r, -EACCES, "permission denied: %s on %s is not allowed; run `coffer policy explain %s %s` "
+                                        "to see why", pol_action_to_string(a), object, pol_action_to_string(a), object);
+        return 0;
 }
 
 /* ---- operator ---- */
@@ -69,7 +137,6 @@ static int process_init(struct request *r) {
         struct req_seal q;
         const char *why = NULL;
         uint8_t *shares = NULL;
-        set_object(r, "store", "init");
         int rc = proto_decode_init(r->msg, &q, &why);
         if (rc < 0)
                 return fail(r, rc, "%s", why);
@@ -89,7 +156,6 @@ static int process_init(struct request *r) {
 static int process_unseal(struct request *r) {
         struct req_seal q;
         const char *why = NULL;
-        set_object(r, "store", "unseal");
         int rc = proto_decode_unseal(r->msg, &q, &why);
         if (rc < 0)
                 return fail(r, rc, "%s", why);
@@ -106,7 +172,6 @@ static int process_unseal(struct request *r) {
 }
 
 static int process_seal(struct request *r) {
-        set_object(r, "store", "seal");
         if (!seal_is_sealed(&r->d->seal)) {
                 seal_seal(&r->d->seal);
                 int rc = audit_sealed_mode(r->d);
@@ -118,7 +183,6 @@ static int process_seal(struct request *r) {
 
 static int process_rotate(struct request *r) {
         uint32_t term;
-        set_object(r, "store", "keyring");
         int rc = seal_rotate(&r->d->seal, r->d->store, &term);
         if (rc < 0)
                 return fail(r, rc, "rotation failed: %s (%s)", strerror(-rc), store_errmsg(r->d->store));
@@ -154,7 +218,7 @@ static int decode_secret(struct request *r, struct req_secret *q) {
         if (rc < 0)
                 return fail(r, rc, "%s", why);
         set_object(r, "secret", q->name);
-        return 0;
+        return authorize(r, r->action, r->object);
 }
 
 static int process_put(struct request *r) {
@@ -199,9 +263,16 @@ static int process_list(struct request *r) {
         if (rc < 0)
                 return store_fail(r, rc, "list");
         struct wire_writer w;
+        struct pol_decision dec;
+        char object[PROTO_NAME_MAX + 16];
         wire_writer_init(&w);
-        for (size_t i = 0; i < n; i++)
-                wire_write_lbytes(&w, names[i], strlen(names[i]));
+        /* Only the names the caller may list: the others are not revealed. */
+        for (size_t i = 0; i < n; i++) {
+                snprintf(object, sizeof(object), "secret:%s", names[i]);
+                if (decide(r, POL_LIST, object, &dec) > 0)
+                        wire_write_lbytes(&w, names[i], strlen(names[i]));
+        }
+        r->rule = "filtered";
         wire_put_bytes(r->out, T_NAMES, w.p, w.len);
         rc = w.error ? fail(r, -E2BIG, "the list is too long for one reply; give a longer prefix") : 0;
         wire_writer_free(&w);
@@ -291,7 +362,6 @@ static int process_whoami(struct request *r) {
 static int process_audit_verify(struct request *r) {
         struct audit_report rep;
         const struct keyring *kr = r->d->seal.kr;
-        set_object(r, "audit", r->fd >= 0 ? "file" : "log");
         _cleanup_close_ int own = -1;
         int fd = r->fd;
         if (fd < 0) {
@@ -326,21 +396,115 @@ static int process_audit_verify(struct request *r) {
         return 0;
 }
 
+/* ---- policy ---- */
+
+static int process_policy_reload(struct request *r) {
+        char err[512] = "";
+        int rc = server_load_policy(r->d, err, sizeof(err));
+        if (rc < 0)
+                return fail(r, rc, "the new policy was rejected, the old one stays in force: %s", err);
+        wire_put_u64(r->out, T_COUNT, (uint64_t) rc);
+        return 0;
+}
+
+static int add_named_groups(struct request *r, const struct req_explain *q, gid_t *groups, int *n, int max) {
+        struct wire_reader rd;
+        char buf[4096], name[256];
+        wire_reader_init(&rd, q->groups, q->groups_len);
+        while (wire_reader_left(&rd) > 0 && *n < max) {
+                const uint8_t *p;
+                size_t len;
+                struct group gr, *grr = NULL;
+                if (!wire_read_lbytes(&rd, &p, &len, sizeof(name) - 1))
+                        return fail(r, -EINVAL, "malformed group list");
+                memcpy(name, p, len);
+                name[len] = 0;
+                if (getgrnam_r(name, &gr, buf, sizeof(buf), &grr) != 0 || !grr)
+                        return fail(r, -EINVAL, "unknown group '%s'", name);
+                groups[(*n)++] = grr->gr_gid;
+        }
+        return 0;
+}
+
+/* The subject an admin asks about: a user (with their groups), a uid, extra
+ * groups, a unit, an exe, a login session. */
+static int explain_subject(struct request *r, const struct req_explain *q, struct pol_subject *s, gid_t *groups,
+                           int max) {
+        struct passwd pw, *pwr = NULL;
+        char buf[4096];
+        int n = 0;
+        *s = (struct pol_subject){ .uid = (uid_t) -1, .gid = (gid_t) -1, .exe = q->exe, .unit = q->unit,
+                                   .in_login_session = q->session, .minute_of_day = minute_of_day() };
+        if (q->user[0]) {
+                if (getpwnam_r(q->user, &pw, buf, sizeof(buf), &pwr) != 0 || !pwr)
+                        return fail(r, -EINVAL, "unknown user '%s'", q->user);
+                s->uid = pwr->pw_uid;
+                s->gid = pwr->pw_gid;
+                n = max;
+                if (getgrouplist(pwr->pw_name, pwr->pw_gid, groups, &n) < 0)
+                        n = 0;
+        }
+        if (q->has_uid)
+                s->uid = (uid_t) q->uid;
+        int rc = add_named_groups(r, q, groups, &n, max);
+        s->groups = groups;
+        s->ngroups = (size_t) n;
+        return rc;
+}
+
+static int process_policy_explain(struct request *r) {
+        struct req_explain q;
+        struct pol_decision dec = { 0 };
+        struct pol_subject s;
+        enum pol_action a;
+        const char *why = NULL;
+        gid_t groups[PEER_GROUPS_MAX];
+        int rc = proto_decode_explain(r->msg, &q, &why);
+        if (rc < 0)
+                return fail(r, rc, "%s", why);
+        if (pol_action_from_string(q.action, &a) < 0)
+                return fail(r, -EINVAL, "unknown action '%s': use read, list, write, delete, issue, delegate or admin",
+                            q.action);
+        set_object(r, "policy:explain", NULL);
+        if (!q.has_subject) {
+                /* For the caller, as the daemon sees them. */
+                rc = decide(r, a, q.object, &dec);
+                if (rc < 0 && rc != -ESRCH)
+                        return fail(r, rc, "policy evaluation failed: %s", strerror(-rc));
+        } else {
+                /* Asking about others reveals policy: that is for admins. */
+                rc = authorize(r, POL_ADMIN, "policy:explain");
+                if (rc == 0)
+                        rc = explain_subject(r, &q, &s, groups, PEER_GROUPS_MAX);
+                if (rc == 0)
+                        rc = policy_eval(r->d->policy, &s, a, q.object, &dec);
+                if (rc < 0)
+                        return r->err[0] ? rc : fail(r, rc, "policy evaluation failed: %s", strerror(-rc));
+        }
+        wire_put_u64(r->out, T_ALLOW, dec.allow);
+        wire_put_str(r->out, T_RULE, dec.rule ? dec.rule : "");
+        wire_put_str(r->out, T_FILE, dec.file ? dec.file : "");
+        wire_put_u64(r->out, T_LINE, dec.line);
+        return 0;
+}
+
 static const struct op ops[] = {
-        { OP_STATUS, 0, process_status },
-        { OP_WHOAMI, 0, process_whoami },
-        { OP_INIT, NEED_ADMIN, process_init },
-        { OP_UNSEAL, NEED_INIT | NEED_ADMIN, process_unseal },
-        { OP_SEAL, NEED_INIT | NEED_ADMIN, process_seal },
-        { OP_ROTATE, NEED_UNSEALED | NEED_ADMIN | WRITES, process_rotate },
-        { OP_PUT, NEED_UNSEALED | NEED_ADMIN | WRITES, process_put },
-        { OP_GET, NEED_UNSEALED | NEED_ADMIN, process_get },
-        { OP_LIST, NEED_UNSEALED | NEED_ADMIN, process_list },
-        { OP_VERSIONS, NEED_UNSEALED | NEED_ADMIN, process_versions },
-        { OP_DELETE, NEED_UNSEALED | NEED_ADMIN | WRITES, process_delete },
-        { OP_UNDELETE, NEED_UNSEALED | NEED_ADMIN | WRITES, process_undelete },
-        { OP_DESTROY, NEED_UNSEALED | NEED_ADMIN | WRITES, process_destroy },
-        { OP_AUDIT_VERIFY, NEED_UNSEALED | NEED_ADMIN | TAKES_FD, process_audit_verify },
+        { OP_STATUS, 0, 0, NULL, process_status },
+        { OP_WHOAMI, 0, 0, NULL, process_whoami },
+        { OP_POLICY_EXPLAIN, 0, 0, NULL, process_policy_explain },
+        { OP_INIT, AUTH_FIXED, POL_ADMIN, "store:init", process_init },
+        { OP_UNSEAL, NEED_INIT | AUTH_FIXED, POL_ADMIN, "store:unseal", process_unseal },
+        { OP_SEAL, NEED_INIT | AUTH_FIXED, POL_ADMIN, "store:seal", process_seal },
+        { OP_ROTATE, NEED_UNSEALED | AUTH_FIXED | WRITES, POL_ADMIN, "store:rotate", process_rotate },
+        { OP_POLICY_RELOAD, AUTH_FIXED, POL_ADMIN, "policy:reload", process_policy_reload },
+        { OP_AUDIT_VERIFY, NEED_UNSEALED | AUTH_FIXED | TAKES_FD, POL_ADMIN, "audit:verify", process_audit_verify },
+        { OP_PUT, NEED_UNSEALED | WRITES, POL_WRITE, NULL, process_put },
+        { OP_GET, NEED_UNSEALED, POL_READ, NULL, process_get },
+        { OP_VERSIONS, NEED_UNSEALED, POL_READ, NULL, process_versions },
+        { OP_LIST, NEED_UNSEALED, POL_LIST, NULL, process_list },
+        { OP_DELETE, NEED_UNSEALED | WRITES, POL_DELETE, NULL, process_delete },
+        { OP_UNDELETE, NEED_UNSEALED | WRITES, POL_DELETE, NULL, process_undelete },
+        { OP_DESTROY, NEED_UNSEALED | WRITES, POL_DELETE, NULL, process_destroy },
 };
 
 static const struct op *op_find(uint16_t code) {
@@ -350,31 +514,22 @@ static const struct op *op_find(uint16_t code) {
         return NULL;
 }
 
-/* Interim authorization until the policy engine: root, the admin group and
- * the daemon's own uid. */
-static bool is_admin(const struct request *r) {
-        const struct peer *p = r->peer;
-        return p->uid == 0 || p->uid == r->d->self_uid ||
-               (r->d->admin_gid != (gid_t) -1 && peer_in_group(p, r->d->admin_gid));
-}
-
 static int gate(struct request *r, const struct op *o) {
         const struct seal *s = &r->d->seal;
+        r->action = o->action;
         if (r->peer_rc < 0)
                 return fail(r, -ESRCH, "the calling process could not be identified (it exited or was replaced "
                                        "while connecting); retry from a running process");
-        if ((o->flags & NEED_ADMIN) && !is_admin(r)) {
-                r->rule = "interim:admin-only";
-                return fail(r, -EACCES, "permission denied: %s is allowed only to root and members of group '%s'; "
-                                        "ask an administrator to add you",
-                            proto_op_name(o->code), r->d->cfg.admin_group);
+        if (o->flags & AUTH_FIXED) {
+                set_object(r, o->object, NULL);
+                int rc = authorize(r, o->action, o->object);
+                if (rc < 0)
+                        return rc;
         }
         if ((o->flags & (NEED_INIT | NEED_UNSEALED)) && !s->initialized)
                 return fail(r, -ENODATA, "the store is not initialized: run `coffer operator init`");
         if ((o->flags & NEED_UNSEALED) && seal_is_sealed(s))
                 return fail(r, -ENOKEY, "sealed: run `coffer operator unseal`");
-        if (o->flags & NEED_ADMIN)
-                r->rule = "interim:admin";
         return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "peer.h"
+#include "policy.h"
 #include "server.h"
 #include "wire.h"
 
@@ -17,7 +18,9 @@ struct request {
         struct wire_writer *out;   /* reply frame, begun by the dispatcher */
         char err[512];             /* message of an error reply */
         char object[PROTO_NAME_MAX + 16];
-        const char *rule;
+        enum pol_action action;
+        const char *rule;          /* what decided, for the audit record */
+        char rule_buf[256];
         uint64_t version;
         bool in_tx;
 };

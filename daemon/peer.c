@@ -181,6 +181,20 @@ int peer_still_same(const struct peer *p) {
         return 0;
 }
 
+int peer_recheck(const struct peer *p) {
+        struct peer now = { .pid = p->pid };
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d", (int) p->pid);
+        _cleanup_close_ int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0 || peer_still_same(p) < 0)
+                return -ESRCH;
+        read_proc(&now, dirfd);
+        if (strcmp(now.exe, p->exe) != 0 || strcmp(now.unit, p->unit) != 0)
+                return -ESRCH;
+        /* Alive after the reads: they were of this process. */
+        return peer_still_same(p);
+}
+
 void peer_release(struct peer *p) {
         if (p->pidfd >= 0)
                 close(p->pidfd);

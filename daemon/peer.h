@@ -35,5 +35,8 @@ struct peer {
 int peer_from_socket(struct peer *p, int fd);
 /* Re-check that the pinned process is still alive and the same one. */
 int peer_still_same(const struct peer *p);
+/* The same process, still running the same executable in the same unit:
+ * for decisions that depend on exe or unit. -ESRCH otherwise. */
+int peer_recheck(const struct peer *p);
 void peer_release(struct peer *p);
 bool peer_in_group(const struct peer *p, gid_t gid);

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <stdarg.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,32 +382,37 @@ int audit_sealed_mode(struct cofferd *d) {
 
 /* ---- lifecycle ---- */
 
-static gid_t lookup_group(const char *name) {
-        struct group gr, *res = NULL;
-        char buf[4096];
-        if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res)
-                return res->gr_gid;
-        return (gid_t) -1;
+int server_load_policy(struct cofferd *d, char *err, size_t errsz) {
+        struct policy *p = NULL;
+        int rc = policy_load_dir(&p, d->cfg.policy_dir, d->self_uid, err, errsz);
+        if (rc < 0)
+                return rc;
+        policy_free(d->policy);
+        d->policy = p;
+        return (int) policy_rule_count(p);
 }
 
 void server_reload(struct cofferd *d) {
         struct config c = d->cfg;
         char err[512] = "";
         if (d->config_path[0] && config_load(&c, d->config_path, d->config_required, err, sizeof(err)) < 0) {
-                log_msg("cofferd: reload failed, keeping the old configuration: %s", err);
+                log_msg("cofferd: reload failed, keeping the old configuration and policy: %s", err);
                 return;
         }
         /* Paths cannot change under a running daemon. */
         memcpy(c.socket, d->cfg.socket, sizeof(c.socket));
         memcpy(c.state_dir, d->cfg.state_dir, sizeof(c.state_dir));
         memcpy(c.audit_log, d->cfg.audit_log, sizeof(c.audit_log));
+        memcpy(c.policy_dir, d->cfg.policy_dir, sizeof(c.policy_dir));
         d->cfg = c;
-        d->admin_gid = lookup_group(c.admin_group);
-        log_msg("cofferd: configuration reloaded");
+        int rc = server_load_policy(d, err, sizeof(err));
+        if (rc < 0)
+                log_msg("cofferd: configuration reloaded; policy NOT reloaded, the old one stays in force: %s", err);
+        else
+                log_msg("cofferd: configuration reloaded; policy reloaded: %d rules from %s", rc, d->cfg.policy_dir);
 }
 
 int server_start(struct cofferd *d) {
-        d->admin_gid = lookup_group(d->cfg.admin_group);
         int rc = sd_event_add_io(d->event, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d);
         if (rc < 0)
                 return rc;

@@ -11,6 +11,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "policy.h"
 #include "seal.h"
 #include "store.h"
 
@@ -26,7 +27,7 @@ struct cofferd {
         char config_path[4096];
         bool config_required;
         char audit_path[4096];
-        gid_t admin_gid;           /* (gid_t)-1 if the group does not exist */
+        struct policy *policy;     /* never NULL: an empty policy denies everything */
         uid_t self_uid;
         sd_event *event;
         int listen_fd;
@@ -48,5 +49,8 @@ int server_start(struct cofferd *d);
 int audit_unsealed_mode(struct cofferd *d);
 int audit_sealed_mode(struct cofferd *d);
 void server_stop(struct cofferd *d);
-/* Re-read the configuration (SIGHUP); the old one stays on error. */
+/* Re-read the configuration and the policy (SIGHUP); the old ones stay on error. */
 void server_reload(struct cofferd *d);
+/* Load the policy dir; on success replace the policy in force. Returns the
+ * rule count or -errno with err set (file:line:col). */
+int server_load_policy(struct cofferd *d, char *err, size_t errsz);

@@ -13,6 +13,12 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/coffer-test.XXXXXX")
 chmod 0755 "$T"
 export COFFER_SOCKET="$T/coffer.sock"
 export COFFER_AUDIT_NO_JOURNAL=1
+# The daemon's policy: root may do everything (as the shipped default says).
+POLICY_DIR="$T/policy"
+mkdir -p "$POLICY_DIR"
+chmod 0755 "$POLICY_DIR"
+printf '# test default\nallow * * uid:0\n' >"$POLICY_DIR/00-default.policy"
+chmod 0644 "$POLICY_DIR/00-default.policy"
 TAP_N=0
 TAP_FAILED=0
 DAEMON_PID=
@@ -65,7 +71,8 @@ start_daemon() {   # start_daemon [extra cofferd args...]
     local stale= mark
     [ -S "$COFFER_SOCKET" ] && stale=1
     mark=$(log_mark)
-    "$COFFERD" --state-dir "$T/state" --socket "$COFFER_SOCKET" --audit-log "$T/audit.log" "$@" \
+    "$COFFERD" --state-dir "$T/state" --socket "$COFFER_SOCKET" --audit-log "$T/audit.log" \
+        --policy-dir "$POLICY_DIR" "$@" \
         >>"$T/cofferd.log" 2>&1 &
     DAEMON_PID=$!
     local i=0

@@ -70,7 +70,7 @@ printf 'idle_timeout = banana\n' >"$T/cofferd.conf"
 mark=$(log_mark)
 kill -HUP "$DAEMON_PID"
 ok "a broken config on SIGHUP is rejected, naming file and line, old one kept" \
-    wait_until 5 log_has "$mark" "reload failed, keeping the old configuration: $T/cofferd.conf:1: invalid value for 'idle_timeout'"
+    wait_until 5 log_has "$mark" "reload failed, keeping the old configuration and policy: $T/cofferd.conf:1: invalid value for 'idle_timeout'"
 ok "the daemon survived the broken reload" kill -0 "$DAEMON_PID"
 ok "the old idle_timeout = 1 is still in force" idle_closes_within 3
 printf 'idle_timeout = 60\n' >"$T/cofferd.conf"; chmod 0666 "$T/cofferd.conf"
@@ -84,18 +84,18 @@ if [ "$(id -u)" = 0 ] && groupadd "cofft-g$$" 2>/dev/null; then
     put hup/x hup-value 2>/dev/null
     fails_with "before the reload, a member of group cofft-g$$ is denied" 5 'permission denied' \
         setpriv --reuid=nobody --regid="cofft-g$$" --clear-groups "$COFFER" get hup/x
-    printf 'admin_group = cofft-g%s\n' $$ >"$T/cofferd.conf"
+    printf 'allow read secret:hup/* group:cofft-g%s\n' $$ >"$POLICY_DIR/20-hup.policy"
     mark=$(log_mark)
     kill -HUP "$DAEMON_PID"
-    wait_until 5 log_has "$mark" 'configuration reloaded'
-    ok_out "after SIGHUP with admin_group = cofft-g$$, that group is allowed" '^hup-value$' \
+    wait_until 5 log_has "$mark" 'policy reloaded: 3 rules'
+    ok_out "after SIGHUP with a rule for group cofft-g$$, that group may read" '^hup-value$' \
         setpriv --reuid=nobody --regid="cofft-g$$" --clear-groups "$COFFER" get hup/x
-    fails_with "... and a denial now names the new admin group" 5 "group 'cofft-g$$'" \
+    fails_with "... and others are still denied" 5 'permission denied: read on secret:hup/x' \
         as_nobody "$COFFER" get hup/x
 else
-    skip "SIGHUP changes admin_group (denied before)" "needs root and groupadd"
-    skip "SIGHUP changes admin_group (allowed after)" "needs root and groupadd"
-    skip "SIGHUP changes admin_group (message)" "needs root and groupadd"
+    skip "SIGHUP reloads the policy (denied before)" "needs root and groupadd"
+    skip "SIGHUP reloads the policy (allowed after)" "needs root and groupadd"
+    skip "SIGHUP reloads the policy (others still denied)" "needs root and groupadd"
 fi
 
 # ---- SIGTERM, and a daemon that is down ----
