@@ -21,6 +21,7 @@ if [ -f "$DEV/cofferd.pid" ] && kill -0 "$(cat "$DEV/cofferd.pid")" 2>/dev/null;
     echo "dev cofferd already running (pid $(cat "$DEV/cofferd.pid"))"
 else
     build/cofferd --state-dir "$DEV/state" --socket "$COFFER_SOCKET" --audit-log "$DEV/audit.log" \
+        --policy-dir "$top/dist/policy" \
         >"$DEV/cofferd.log" 2>&1 &
     echo $! >"$DEV/cofferd.pid"
     for _ in $(seq 100); do [ -S "$COFFER_SOCKET" ] && break; sleep 0.05; done
