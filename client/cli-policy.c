@@ -32,7 +32,7 @@ static int policy_check(int argc, char **argv) {
         const char *dir = argc > 2 ? argv[2] : COFFER_DEFAULT_POLICY_DIR;
         const char *user = getenv("COFFER_DAEMON_USER");
         struct passwd pw, *res = NULL;
-        char buf[1024], err[POLICY_ERR_MAX];
+        char buf[1024], err[16384];
         struct policy *p = NULL;
         if (argc > 3)
                 return cli_usage("policy check [DIR]");
@@ -46,9 +46,12 @@ static int policy_check(int argc, char **argv) {
         }
         size_t n = policy_rule_count(p);
         policy_free(p);
+        if (n == 0) {
+                fprintf(stderr, "%s: no policy rules (%u files): cofferd would refuse it on reload, and at start "
+                                "deny everything to every uid but its own\n", dir, count_files(dir));
+                return EXIT_FAIL;
+        }
         printf("ok: %zu rules in %u files\n", n, count_files(dir));
-        if (n == 0)
-                printf("note: no rules: cofferd would deny everything to every uid but its own\n");
         return EXIT_OK;
 }
 
@@ -101,6 +104,10 @@ static int policy_explain(struct cli *cli, int argc, char **argv) {
         const char *action = argv[optind], *object = argv[optind + 1];
         rc = coffer_policy_explain(c, &e, action, object, about_me ? NULL : &s);
         coffer_disconnect(c);
+        if (rc == -EINVAL) {
+                cli_fail(rc, "policy explain");
+                return EXIT_USAGE;
+        }
         if (rc < 0)
                 return cli_fail(rc, "policy explain");
         if (json) {
@@ -129,6 +136,10 @@ static int policy_reload(struct cli *cli, int argc) {
                 return rc;
         rc = coffer_policy_reload(c, &n);
         coffer_disconnect(c);
+        if (rc == -EINVAL) {
+                cli_fail(rc, "policy reload");
+                return EXIT_FAIL;
+        }
         if (rc < 0)
                 return cli_fail(rc, "policy reload");
         printf("policy reloaded: %llu rules\n", (unsigned long long) n);

@@ -544,8 +544,9 @@ static int audit_new(struct audit **out) {
         *out = a;
         if (!a->ln.buf || !a->key || !a->next)
                 return -ENOMEM;
+        /* journald "when it is there": no socket, no message per request. */
         const char *nj = getenv("COFFER_AUDIT_NO_JOURNAL");
-        a->journal = !(nj && strcmp(nj, "1") == 0);
+        a->journal = !(nj && strcmp(nj, "1") == 0) && access("/run/systemd/journal/socket", W_OK) == 0;
         return 0;
 }
 
@@ -826,7 +827,7 @@ struct reader {
 static int next_line(struct reader *rd, const char **line, size_t *len, bool *too_long, bool *last) {
         *too_long = *last = false;
         for (;;) {
-                char *nl = memchr(rd->buf + rd->used, '\n', rd->have - rd->used);
+                char *nl = rd->have > rd->used ? memchr(rd->buf + rd->used, '\n', rd->have - rd->used) : NULL;
                 if (nl || rd->eof) {
                         *line = rd->buf + rd->used;
                         *len = nl ? (size_t) (nl - *line) : rd->have - rd->used;

@@ -240,7 +240,7 @@ static int open_store(struct cofferd *d) {
                 return die("the store's seal configuration is damaged: %s", strerror(-rc));
         rc = audit_open(&d->audit, d->audit_path, d->seal.has_audit_pk ? d->seal.audit_pk : NULL);
         if (rc < 0)
-                return die("cannot open the audit log %s: %s", d->audit_path, strerror(-rc));
+                return die("cannot open the audit log %s: %s", d->audit_path, audit_strerror(rc));
         return 0;
 }
 
@@ -248,7 +248,7 @@ static int open_store(struct cofferd *d) {
  * own uid is denied, and the log says so. */
 static int load_policy(struct cofferd *d) {
         char err[512] = "";
-        int rc = server_load_policy(d, err, sizeof(err));
+        int rc = server_load_policy(d, true, err, sizeof(err));
         if (rc < 0) {
                 if (policy_new(&d->policy) < 0)
                         return die("out of memory");

@@ -400,9 +400,12 @@ static int process_audit_verify(struct request *r) {
 
 static int process_policy_reload(struct request *r) {
         char err[512] = "";
-        int rc = server_load_policy(r->d, err, sizeof(err));
-        if (rc < 0)
-                return fail(r, rc, "the new policy was rejected, the old one stays in force: %s", err);
+        int rc = server_load_policy(r->d, false, err, sizeof(err));
+        if (rc < 0) {
+                /* A refused policy is a bad argument, whatever the cause. */
+                fail(r, -EINVAL, "the new policy was rejected, the old one stays in force: %s", err);
+                return -EINVAL;
+        }
         wire_put_u64(r->out, T_COUNT, (uint64_t) rc);
         return 0;
 }

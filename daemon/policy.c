@@ -84,14 +84,27 @@ static const char *const action_names[POL_ACTION_COUNT] = {
 static const char *const object_kinds[] = { "secret", "token", "store", "policy", "audit" };
 
 static void errf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Errors accumulate, one a line, so that a check reports every one of them;
+ * the entry points clear err first. */
 static void errf(char *err, size_t errsz, const char *fmt, ...) {
         va_list ap;
+        size_t used;
 
         if (!err || errsz == 0)
                 return;
+        used = strnlen(err, errsz);
+        if (used > 0 && used + 1 < errsz)
+                err[used++] = '\n';
+        if (used + 1 >= errsz)
+                return;
         va_start(ap, fmt);
-        vsnprintf(err, errsz, fmt, ap);
+        vsnprintf(err + used, errsz - used, fmt, ap);
         va_end(ap);
+}
+
+static void err_clear(char *err, size_t errsz) {
+        if (err && errsz)
+                err[0] = '\0';
 }
 
 /* ---- globs ---- */
@@ -670,7 +683,10 @@ static int parse_one(struct policy *p, const char *filename, const char *buf, si
         const char *pos = buf, *end = buf + len;
         int rc = file_add(p, filename, &ps.file_idx);
 
-        while (rc == 0 && pos < end) {
+        /* Go on after a bad line so that every error is reported; the file
+         * is dropped whole if any line was bad. */
+        int first = rc;
+        while (rc != -ENOMEM && rc != -E2BIG && first != -ENOMEM && pos < end) {
                 const char *nl = memchr(pos, '\n', (size_t) (end - pos));
                 size_t n = (size_t) ((nl ? nl : end) - pos);
                 const char *nul = memchr(pos, '\0', n);
@@ -685,8 +701,11 @@ static int parse_one(struct policy *p, const char *filename, const char *buf, si
                         line[n] = '\0';
                         rc = parse_line(&ps, line);
                 }
+                if (first == 0)
+                        first = rc;
                 pos = nl ? nl + 1 : end;
         }
+        rc = first;
         if (rc < 0) {
                 while (p->nrules > nrules)
                         rule_clear(&p->rules[--p->nrules]);
@@ -974,6 +993,7 @@ bool policy_is_empty(const struct policy *p) {
 
 int policy_parse_buffer(struct policy *p, const char *filename, const char *buf, size_t len, char *err,
                         size_t errsz) {
+        err_clear(err, errsz);
         int rc = parse_one(p, filename, buf, len, err, errsz);
 
         if (rc < 0)
@@ -1094,8 +1114,9 @@ int policy_load_dir(struct policy **out, const char *dir, uid_t daemon_uid, char
         _cleanup_(strv_free) struct strv names = { NULL, 0 };
         _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         struct stat st;
-        int rc;
+        int rc, first = 0;
 
+        err_clear(err, errsz);
         if (dfd < 0 || fstat(dfd, &st) < 0) {
                 rc = -errno;
                 errf(err, errsz, "%s: cannot open the policy directory: %s", dir, strerror(-rc));
@@ -1118,9 +1139,13 @@ int policy_load_dir(struct policy **out, const char *dir, uid_t daemon_uid, char
                 if (asprintf(&path, "%s%s%s", dir, dn > 0 && dir[dn - 1] == '/' ? "" : "/", names.v[i]) < 0)
                         return -ENOMEM;
                 rc = load_file(p, dfd, path, names.v[i], daemon_uid, err, errsz);
-                if (rc < 0)
+                if (rc == -ENOMEM || rc == -E2BIG)
                         return rc;
+                if (first == 0)
+                        first = rc; /* go on: report the other files' errors too */
         }
+        if (first < 0)
+                return first;
         rc = index_build(p);
         if (rc < 0) {
                 errf(err, errsz, "%s: out of memory", dir);

@@ -382,11 +382,18 @@ int audit_sealed_mode(struct cofferd *d) {
 
 /* ---- lifecycle ---- */
 
-int server_load_policy(struct cofferd *d, char *err, size_t errsz) {
+int server_load_policy(struct cofferd *d, bool allow_empty, char *err, size_t errsz) {
         struct policy *p = NULL;
         int rc = policy_load_dir(&p, d->cfg.policy_dir, d->self_uid, err, errsz);
         if (rc < 0)
                 return rc;
+        if (policy_is_empty(p) && !allow_empty) {
+                policy_free(p);
+                snprintf(err, errsz, "%s holds no policy rules; refusing to replace the policy in force with "
+                                     "deny-all (add rules, or a file with `deny * *` to mean it)",
+                         d->cfg.policy_dir);
+                return -ENODATA;
+        }
         policy_free(d->policy);
         d->policy = p;
         return (int) policy_rule_count(p);
@@ -405,7 +412,7 @@ void server_reload(struct cofferd *d) {
         memcpy(c.audit_log, d->cfg.audit_log, sizeof(c.audit_log));
         memcpy(c.policy_dir, d->cfg.policy_dir, sizeof(c.policy_dir));
         d->cfg = c;
-        int rc = server_load_policy(d, err, sizeof(err));
+        int rc = server_load_policy(d, false, err, sizeof(err));
         if (rc < 0)
                 log_msg("cofferd: configuration reloaded; policy NOT reloaded, the old one stays in force: %s", err);
         else

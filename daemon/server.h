@@ -52,5 +52,7 @@ void server_stop(struct cofferd *d);
 /* Re-read the configuration and the policy (SIGHUP); the old ones stay on error. */
 void server_reload(struct cofferd *d);
 /* Load the policy dir; on success replace the policy in force. Returns the
- * rule count or -errno with err set (file:line:col). */
-int server_load_policy(struct cofferd *d, char *err, size_t errsz);
+ * rule count or -errno with err set (file:line:col). An empty policy is
+ * refused (-ENODATA) unless allow_empty: a reload must not silently turn
+ * into deny-all. */
+int server_load_policy(struct cofferd *d, bool allow_empty, char *err, size_t errsz);

@@ -64,8 +64,8 @@ esac
 mkdir -m 0755 "$T/bin"
 cp "$top_builddir/.libs/coffer" "$T/bin/coffer-copy" && chmod 0755 "$T/bin/coffer-copy"
 BIN=$(realpath "$T/bin")
-COPY() { env LD_LIBRARY_PATH="$top_builddir/.libs" "$BIN/coffer-copy" "$@"; }
-COPYEXE=$(as "$U" env LD_LIBRARY_PATH="$top_builddir/.libs" "$BIN/coffer-copy" whoami --json 2>/dev/null | jfield exe)
+COPY=(env LD_LIBRARY_PATH="$top_builddir/.libs" "$BIN/coffer-copy")   # the copy, with the library it needs
+COPYEXE=$(as "$U" "${COPY[@]}" whoami --json 2>/dev/null | jfield exe)
 [ "$COPYEXE" = "$BIN/coffer-copy" ] || { note "the copy is seen as '$COPYEXE', not $BIN/coffer-copy"; EXE_OK=; }
 
 # session: writing a uid to /proc/self/loginuid (as pam_loginuid does) starts an audit session
@@ -182,8 +182,8 @@ exits_out "unit: explain --unit trainer.service (no @): no rule allows this" 5 '
 # ---- exe: ----
 if [ -n "$EXE_OK" ]; then
     ok_out "exe: the CLI at its real path reads exe/a" '^exe/a-value$' as "$U" "$COFFER" get exe/a
-    denied "exe: a copy of the CLI elsewhere may not read exe/a" secret:exe/a as "$U" COPY get exe/a
-    ok_out "exe: the copy matches exe:$BIN/coffer-* and reads exe2/a" '^exe2/a-value$' as "$U" COPY get exe2/a
+    denied "exe: a copy of the CLI elsewhere may not read exe/a" secret:exe/a as "$U" "${COPY[@]}" get exe/a
+    ok_out "exe: the copy matches exe:$BIN/coffer-* and reads exe2/a" '^exe2/a-value$' as "$U" "${COPY[@]}" get exe2/a
     denied "exe: the real CLI does not match $BIN/coffer-*" secret:exe2/a as "$U" "$COFFER" get exe2/a
 else
     skipn 4 "the CLI's exe path ($REALEXE) or the copy's ($COPYEXE) is unusable in a pattern" \

@@ -58,6 +58,7 @@ lines_are() {
     is "$d" "$rc:$(printf '%s\n' "$got" | sed '/^$/d' | sort | tr '\n' ' ')" \
         "0:$(printf '%s\n' $want | sed '/^$/d' | sort | tr '\n' ' ')"
 }
+prev() { cat "$T/last.out" "$T/last.err" >"$T/prev"; }   # keep the last command's output for a follow-up check
 lineof() { grep -n -- "$1" "$2" | head -1 | cut -d: -f1; }   # lineof FIXED-ERE FILE
 audit_last() {   # audit_last FIELD...: fields of the last audit record
     "$PY" - "$T/audit.log" "$@" <<'EOF'
@@ -136,7 +137,7 @@ lines_are "carol: ls prod/ is empty, not an error" "" as "$CAROL" "$COFFER" ls p
 lines_are "eve: ls prod/ (existing) and ls nope/ (not) are both empty" "" as "$EVE" "$COFFER" ls nope/
 
 # ---- write and delete ----
-ok_out "alice may write scratch/a" 'stored scratch/a version 1' as "$ALICE" "$COFFER" put scratch/a --file "$T/scratch.val"
+fails_with "alice may write scratch/a" 0 'stored scratch/a version 1' as "$ALICE" "$COFFER" put scratch/a --file "$T/scratch.val"
 denied "bob may not write scratch/b" write secret:scratch/b as "$BOB" "$COFFER" put scratch/b --file "$T/scratch.val"
 denied "alice may not overwrite hf/token (read is not write)" write secret:hf/token \
     as "$ALICE" "$COFFER" put hf/token --file "$T/scratch.val"
@@ -145,7 +146,7 @@ denied "bob may not read scratch/a (delete is not read)" read secret:scratch/a a
 denied "alice may not rm scratch/a (write is not delete)" delete secret:scratch/a as "$ALICE" "$COFFER" rm scratch/a
 ok_out "scratch/a is still there" '^scratch-value$' "$COFFER" get scratch/a
 ok "bob may rm scratch/a" as "$BOB" "$COFFER" rm scratch/a
-fails_with "... and it is gone" 6 'no such secret' "$COFFER" get scratch/a
+fails_with "... and it is gone" 6 'version 1 is deleted' "$COFFER" get scratch/a
 denied "alice may not undelete scratch/a" delete secret:scratch/a as "$ALICE" "$COFFER" undelete scratch/a --version 1
 ok "bob may undelete scratch/a" as "$BOB" "$COFFER" undelete scratch/a --version 1
 ok_out "... and it is back" '^scratch-value$' "$COFFER" get scratch/a
@@ -260,12 +261,12 @@ fails_with "check: an unknown group is reported with the name" 1 "20-new\\.polic
 mkpol "$C" 20-new.policy "$(printf 'allow read\n%s\ndeny frob secret:x\n' "$NEWALLOW")"
 fails_with "check: every error in a file is reported (lines 1 and 3)" 1 '20-new\.policy:1:[0-9]+: ' \
     "$COFFER" policy check "$C"
-ok "... line 3 too" grep -qE '20-new\.policy:3:[0-9]+: ' "$T/last.err"
+prev; ok "... line 3 too" grep -qE '20-new\.policy:3:[0-9]+: ' "$T/prev"
 mkpol "$C" 20-new.policy "allow read"
 printf 'deny frob secret:x\n' >"$C/30-other.policy"; chmod 0644 "$C/30-other.policy"
 fails_with "check: errors in two files are both reported (first file)" 1 '20-new\.policy:1:[0-9]+: ' \
     "$COFFER" policy check "$C"
-ok "... and the second file" grep -qE '30-other\.policy:1:[0-9]+: ' "$T/last.err"
+prev; ok "... and the second file" grep -qE '30-other\.policy:1:[0-9]+: ' "$T/prev"
 mkpol "$C" 20-new.policy "$NEWALLOW"; chmod 0666 "$C/20-new.policy"
 fails_with "check: a world-writable file is refused, naming it" 1 '20-new\.policy: .*writable by group or others' \
     "$COFFER" policy check "$C"
@@ -286,9 +287,8 @@ yes "# $(printf '%097d' 0)" | head -n 11000 >>"$C/20-new.policy"   # 1.1 MB of c
 fails_with "check: a file over 1 MiB is refused, naming it" 1 '20-new\.policy: .*(MiB|large|big|bytes)' \
     "$COFFER" policy check "$C"
 rm -rf "$C"; mkdir -m 0755 "$C"; printf '%s\n' "$NEWALLOW" >"$C/notes.txt"
-ok_out "check: a dir with no *.policy file is ok with 0 rules (other names ignored)" '^ok: 0 rules in 0 files' \
-    "$COFFER" policy check "$C"
-ok "... and says that this denies everything" grep -qiE 'den(y|ies) everything' "$T/last.out" "$T/last.err"
+fails_with "check: a dir with no *.policy file (other names ignored) is an error: no rules" 1 \
+    'no policy rules \(0 files\).*deny everything' "$COFFER" policy check "$C"
 fails_with "check: a missing dir is an error naming it" 1 "$T/no-such\\.d" "$COFFER" policy check "$T/no-such.d"
 rm -rf "$C"
 
@@ -329,11 +329,15 @@ fails_with "reload with the policy dir gone fails (exit 1), naming it" 1 "$P" "$
 rm -rf "$T/policy.away"; restore_policy
 OLD_OK "the dir gone"
 
-# an empty dir is not an error (coffer.policy(5)): it loads, denies all but the daemon's uid, and says so
+# an empty dir on reload is refused: a reload must not silently become deny-all
 rm -f "$TEAM"
-ok_out "reload of an empty dir: policy reloaded: 0 rules" '^policy reloaded: 0 rules' "$COFFER" policy reload
-ok "... and says that it denies everything" grep -qiE 'den(y|ies) everything' "$T/last.out" "$T/last.err"
-denied "... alice is now denied hf/token" read secret:hf/token as "$ALICE" "$COFFER" get hf/token
+mark=$(log_mark)
+fails_with "reload of an empty dir is refused (exit 1), saying the dir holds no rules" 1 \
+    'rejected, the old one stays in force: .*holds no policy rules' "$COFFER" policy reload
+ok_out "... and alice still reads hf/token under the old policy" '^hf/token-value$' as "$ALICE" "$COFFER" get hf/token
+mark=$(log_mark)
+kill -HUP "$DAEMON_PID"
+ok "... SIGHUP with the empty dir is refused too, and logged" wait_until 5 log_has "$mark" 'policy NOT reloaded.*holds no policy rules'
 ok_out "... root (the daemon's uid) still reads" '^hf/token-value$' "$COFFER" get hf/token
 restore_policy
 ok_out "reload of the team policy again: 7 rules" '^policy reloaded: 7 rules' "$COFFER" policy reload
