@@ -48,7 +48,7 @@ wait_socket() {
 # loadgen SOCKET LABEL MODE CLIENTS: print the bench line; the ops/s in $ops.
 # In the background so that a signal to this script is handled at once.
 loadgen() {
-        "$LG" --socket "$1" --label "$2" --mode "$3" --clients "$4" --seconds "$SECS" \
+        $LG --socket "$1" --label "$2" --mode "$3" --clients "$4" --seconds "$SECS" \
                 --name bench/small >"$tmp/loadgen.out" &
         lg_pid=$!
         rc=0
@@ -74,8 +74,18 @@ SOCK=$tmp/coffer.sock
 ECHO=$tmp/echo.sock
 ECHO_SD=$tmp/echo-sd.sock
 
+# A realistic policy: 2,000 per-uid rules for other users' paths, group
+# and deny rules, and the rule that lets the bench user (nobody) read.
+mkdir -p "$tmp/policy"
+awk 'BEGIN {
+        for (i = 0; i < 2000; i++) printf "allow read,list secret:team%d/users/u%d/* uid:%d\n", i % 50, i, 20000 + i
+        for (i = 0; i < 200; i++) printf "deny read secret:prod/team%d/** uid:%d\n", i, 20000 + i
+        print "allow read secret:bench/* uid:65534"
+}' >"$tmp/policy/50-bench.policy"
+chmod 0755 "$tmp" "$tmp/policy"
+chmod 0644 "$tmp/policy/50-bench.policy"
 "$B/cofferd" --state-dir "$tmp/state" --socket "$SOCK" --audit-log "$tmp/audit.log" \
-        >"$tmp/cofferd.log" 2>&1 &
+        --policy-dir "$tmp/policy" >"$tmp/cofferd.log" 2>&1 &
 cofferd_pid=$!
 pids="$pids $cofferd_pid"
 wait_socket "$SOCK" "$cofferd_pid" "$tmp/cofferd.log"
@@ -101,6 +111,13 @@ wait_socket "$ECHO_SD" "$!" "$tmp/echod-sd.log"
 echo "bench: ${SECS}s per run, $(nproc 2>/dev/null || echo '?') CPUs, client and servers share them"
 loadgen "$SOCK" coffer-get get 64
 get64=$ops
+# The same, as a user the policy must decide for (2,201 rules loaded).
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+        LG_SAVED=$LG
+        LG="setpriv --reuid=65534 --regid=65534 --clear-groups $LG"
+        loadgen "$SOCK" coffer-get-policy get 64
+        LG=$LG_SAVED
+fi
 loadgen "$ECHO" echo echo 64
 echo64=$ops
 loadgen "$ECHO_SD" echo-sdevent echo 64
