@@ -528,23 +528,24 @@ COFFER_API int coffer_operator_unseal(coffer *c, coffer_status *st, const void *
         return 0;
 }
 
-COFFER_API int coffer_operator_seal(coffer *c) {
+/* A request without fields whose reply carries (at most) one number. */
+static int call_for_u64(coffer *c, uint16_t op, uint8_t tag, uint64_t *out) {
         struct reply r;
-        int rc = call(c, OP_SEAL, NULL, &r);
-        if (rc == 0)
-                reply_free(&r);
-        return rc;
+        int rc = call(c, op, NULL, &r);
+        if (rc < 0)
+                return rc;
+        if (out)
+                wire_get_u64(&r.msg, tag, out);
+        reply_free(&r);
+        return 0;
+}
+
+COFFER_API int coffer_operator_seal(coffer *c) {
+        return call_for_u64(c, OP_SEAL, 0, NULL);
 }
 
 COFFER_API int coffer_operator_rotate(coffer *c, uint64_t *term_out) {
-        struct reply r;
-        int rc = call(c, OP_ROTATE, NULL, &r);
-        if (rc < 0)
-                return rc;
-        if (term_out)
-                wire_get_u64(&r.msg, T_TERM, term_out);
-        reply_free(&r);
-        return 0;
+        return call_for_u64(c, OP_ROTATE, T_TERM, term_out);
 }
 
 /* ---- identity and audit ---- */
@@ -644,12 +645,5 @@ COFFER_API int coffer_policy_explain(coffer *c, coffer_explanation *out, const c
 }
 
 COFFER_API int coffer_policy_reload(coffer *c, uint64_t *rules) {
-        struct reply r;
-        int rc = call(c, OP_POLICY_RELOAD, NULL, &r);
-        if (rc < 0)
-                return rc;
-        if (rules)
-                wire_get_u64(&r.msg, T_COUNT, rules);
-        reply_free(&r);
-        return 0;
+        return call_for_u64(c, OP_POLICY_RELOAD, T_COUNT, rules);
 }
