@@ -57,6 +57,21 @@ fails_with() {   # fails_with DESCRIPTION EXIT_CODE PATTERN COMMAND...  (exit co
     fi
 }
 
+# exits_out DESCRIPTION CODE PATTERN COMMAND...: exit code, and stdout matches the ERE
+exits_out() {   # exits_out DESCRIPTION CODE PATTERN COMMAND...: exit code and stdout matches the ERE
+    local d=$1 want=$2 pat=$3; shift 3
+    TAP_N=$((TAP_N + 1))
+    "$@" >"$T/last.out" 2>"$T/last.err"
+    local rc=$?
+    if [ "$rc" -eq "$want" ] && grep -qE -- "$pat" "$T/last.out"; then
+        echo "ok $TAP_N - $d"
+    else
+        echo "not ok $TAP_N - $d (exit $rc, wanted $want and stdout /$pat/)"
+        { sed 's/^/#   out: /' "$T/last.out" | head -10; sed 's/^/#   err: /' "$T/last.err" | head -10; }
+        TAP_FAILED=$((TAP_FAILED + 1))
+    fi
+}
+
 check() {   # check DESCRIPTION CONDITION-COMMAND...  (like ok, output not captured separately)
     ok "$@"
 }

@@ -24,19 +24,6 @@ UID_U=$(id -u "$U") GID_U=$(id -g "$U")
 as() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
 AS_U="setpriv --reuid=$U --regid=$GID_U --init-groups"   # for sh -c, where functions are not seen
 
-exits_out() {   # exits_out DESCRIPTION CODE PATTERN COMMAND...: exit code and stdout matches the ERE
-    local d=$1 want=$2 pat=$3; shift 3
-    TAP_N=$((TAP_N + 1))
-    "$@" >"$T/last.out" 2>"$T/last.err"
-    local rc=$?
-    if [ "$rc" -eq "$want" ] && grep -qE -- "$pat" "$T/last.out"; then
-        echo "ok $TAP_N - $d"
-    else
-        echo "not ok $TAP_N - $d (exit $rc, wanted $want and stdout /$pat/)"
-        { sed 's/^/#   out: /' "$T/last.out" | head -10; sed 's/^/#   err: /' "$T/last.err" | head -10; }
-        TAP_FAILED=$((TAP_FAILED + 1))
-    fi
-}
 denied() {   # denied DESCRIPTION OBJECT COMMAND...: a refused read (exit 5) with the explain hint
     local d=$1 o=$2; shift 2
     fails_with "$d" 5 "permission denied: read on $o is not allowed; run \`coffer policy explain read $o\`" "$@"

@@ -30,20 +30,6 @@ mkuser() {   # mkuser NAME [useradd options]: primary group nogroup, no home
     mkuser "$EVE"; } || { echo "Bail out! could not create test users and groups"; exit 1; }
 as() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
 
-# exits_out DESCRIPTION CODE PATTERN COMMAND...: exit code and stdout matches the ERE
-exits_out() {
-    local d=$1 want=$2 pat=$3; shift 3
-    TAP_N=$((TAP_N + 1))
-    "$@" >"$T/last.out" 2>"$T/last.err"
-    local rc=$?
-    if [ "$rc" -eq "$want" ] && grep -qE -- "$pat" "$T/last.out"; then
-        echo "ok $TAP_N - $d"
-    else
-        echo "not ok $TAP_N - $d (exit $rc, wanted $want and stdout /$pat/)"
-        { sed 's/^/#   out: /' "$T/last.out" | head -10; sed 's/^/#   err: /' "$T/last.err" | head -10; }
-        TAP_FAILED=$((TAP_FAILED + 1))
-    fi
-}
 # denied DESCRIPTION ACTION OBJECT COMMAND...: exit 5, names action and object, hints at explain
 denied() {
     local d=$1 a=$2 o=$3; shift 3
