@@ -28,6 +28,15 @@ static const struct subcommand commands[] = {
           "       coffer policy explain ACTION OBJECT [--user U] [--uid N] [--group G]... [--unit U] [--exe PATH] "
           "[--session] [--json]\n"
           "       coffer policy reload" },
+        { "lease", cmd_lease,
+          "lease ls [--all] [--json]\n"
+          "       coffer lease renew ID [--ttl DURATION]\n"
+          "       coffer lease revoke ID | --prefix KIND/[OBJECT]" },
+        { "token", cmd_token,
+          "token issue --aud AUDIENCE [--ttl DURATION]\n"
+          "       coffer token verify TOKEN|- [--aud AUDIENCE] [--json]\n"
+          "       coffer token jwks | rotate" },
+        { "key", cmd_key, "key derive NAME [--bytes N] [--raw]" },
 };
 
 static void help(FILE *f) {

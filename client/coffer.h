@@ -152,6 +152,104 @@ COFFER_API COFFER_WUR int coffer_policy_explain(coffer *c, coffer_explanation *o
 /* Make the daemon reload its policy directory; *rules gets the rule count. */
 COFFER_API COFFER_WUR int coffer_policy_reload(coffer *c, uint64_t *rules);
 
+
+/* ---- Leases: everything handed out with a lifetime ----
+ * A lease id is 32 lowercase hex characters (128 random bits). A caller sees
+ * and manages its own leases; others' need admin on lease:KIND. */
+#define COFFER_LEASE_ID_LEN 32u
+typedef struct coffer_lease {
+        char id[COFFER_LEASE_ID_LEN + 1];
+        char kind[16];               /* session | token */
+        char owner[256];             /* user name, or unit:NAME for a service */
+        uint32_t owner_uid;
+        char object[272];            /* e.g. token:inference-api, session:sshd */
+        char parent[COFFER_LEASE_ID_LEN + 1]; /* "" = none */
+        uint64_t issued;             /* unix seconds */
+        uint64_t expires;
+        uint64_t max_expires;        /* renewals never go past this */
+        int renewable;
+} coffer_lease;
+/* all: every principal's leases (admin); otherwise the caller's own.
+ * *out is malloc'd (free()); returns the count. */
+COFFER_API COFFER_WUR int coffer_lease_list(coffer *c, coffer_lease **out, int all);
+/* New expiry = now + ttl_sec (0: the lease's original TTL), capped at max_expires. */
+COFFER_API COFFER_WUR int coffer_lease_renew(coffer *c, const char *id, uint64_t ttl_sec, uint64_t *expires_out);
+/* Revoke a lease and everything issued under it; *revoked gets how many. */
+COFFER_API COFFER_WUR int coffer_lease_revoke(coffer *c, const char *id, uint64_t *revoked);
+/* Admin: revoke every lease whose KIND/OBJECT starts with prefix
+ * (e.g. "token/", "token/token:inference-api", "session/"). */
+COFFER_API COFFER_WUR int coffer_lease_revoke_prefix(coffer *c, const char *prefix, uint64_t *revoked);
+
+/* ---- Login sessions (pam_coffer; the daemon serves these to uid 0 only) ----
+ * The daemon opens a session lease for user, tied to the caller's kernel audit
+ * session id (set by pam_loginuid), and materializes the credentials its login
+ * map offers and its policy allows into a private directory owned by user
+ * (0500, files 0400). Secret values never travel to the caller, except token
+ * values when want_tokens is set (for the kernel keyring). */
+typedef struct coffer_session_request {
+        const char *user;
+        const char *service;         /* PAM service, NULL = none */
+        const char *tty;             /* NULL = none */
+        const char *rhost;           /* NULL = none */
+        uint64_t ttl_sec;            /* 0 = the daemon's default */
+        int want_tokens;
+} coffer_session_request;
+
+typedef struct coffer_session_cred {
+        char env[64];                /* variable that holds the path, e.g. HF_TOKEN_PATH */
+        char path[4096];             /* the file inside the session directory */
+        char object[272];            /* secret:hf/token or token:inference-api */
+        coffer_secret *token;        /* the token itself when want_tokens, else NULL */
+} coffer_session_cred;
+
+typedef struct coffer_session {
+        char id[COFFER_LEASE_ID_LEN + 1];
+        char dir[4096];
+        uint64_t expires;
+        size_t ncreds;
+        coffer_session_cred *creds;
+        size_t ndenied;              /* offered by the login map but not allowed by policy */
+} coffer_session;
+COFFER_API COFFER_WUR int coffer_session_open(coffer *c, coffer_session **out, const coffer_session_request *req);
+COFFER_API void coffer_session_free(coffer_session *s);
+/* Close the session with this id; with id NULL, the newest open session of
+ * match->user in the caller's audit session (and match->service/tty when
+ * given). Revokes everything under it and removes its directory. Returns 1
+ * when a session was closed, 0 when there was none (already closed). */
+COFFER_API COFFER_WUR int coffer_session_close(coffer *c, const char *id, const coffer_session_request *match);
+
+/* ---- Tokens: JWT signed with EdDSA (Ed25519, RFC 8037) ----
+ * audience: [A-Za-z0-9._-/:]{1,255}. ttl_sec 0 = the policy bound or the
+ * daemon default. The token is a lease child of the caller's login session
+ * when it has one. */
+COFFER_API COFFER_WUR int coffer_token_issue(coffer *c, coffer_secret **token, const char *audience,
+                                             uint64_t ttl_sec, uint64_t *expires_out);
+typedef struct coffer_token_info {
+        int valid;                   /* signature, time, audience and lease all good */
+        char status[32];             /* valid | expired | not-yet-valid | revoked | bad-signature |
+                                      * unknown-key | wrong-audience | malformed */
+        char reason[256];
+        char sub[256];
+        char aud[256];
+        char jti[COFFER_LEASE_ID_LEN + 1];
+        char sid[COFFER_LEASE_ID_LEN + 1];   /* coffer session, "" = none */
+        char kid[64];
+        uint64_t iat, nbf, exp;
+} coffer_token_info;
+/* Returns 0 with out->valid set either way (a bad token is an answer, not an
+ * error); < 0 only when the daemon could not be asked. audience NULL = any. */
+COFFER_API COFFER_WUR int coffer_token_verify(coffer *c, coffer_token_info *out, const char *token,
+                                              const char *audience);
+/* The JWKS document (malloc'd NUL-terminated JSON; free()). */
+COFFER_API COFFER_WUR int coffer_token_jwks(coffer *c, char **json);
+/* Admin: start signing with a new key; the old one stays published until its
+ * tokens have expired. kid receives the new key id. */
+COFFER_API COFFER_WUR int coffer_token_rotate(coffer *c, char kid[64]);
+
+/* ---- Derived keys: per principal, from the master key, never stored ----
+ * bytes 16..64. The same (principal, name) always gives the same key. */
+COFFER_API COFFER_WUR int coffer_key_derive(coffer *c, coffer_secret **key, const char *name, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -647,3 +647,342 @@ COFFER_API int coffer_policy_explain(coffer *c, coffer_explanation *out, const c
 COFFER_API int coffer_policy_reload(coffer *c, uint64_t *rules) {
         return call_for_u64(c, OP_POLICY_RELOAD, T_COUNT, rules);
 }
+
+/* ---- leases ---- */
+
+static int lease_id_check(const char *id) {
+        if (!id || !proto_lease_id_valid(id))
+                return set_error(-EINVAL, "a lease id is 32 lowercase hex characters (see `coffer lease ls`)");
+        return 0;
+}
+
+COFFER_API int coffer_lease_list(coffer *c, coffer_lease **out, int all) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        *out = NULL;
+        wire_writer_init(&w);
+        if (all)
+                wire_put_u64(&w, T_ALL, 1);
+        int rc = call(c, OP_LEASE_LIST, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_bytes(&r.msg, T_LEASES, &p, &n) < 0) {
+                reply_free(&r);
+                return set_error(-EBADMSG, "malformed lease list reply");
+        }
+        struct wire_reader rd;
+        size_t count = 0, cap = 16;
+        coffer_lease *v = calloc(cap, sizeof(*v));
+        wire_reader_init(&rd, p, n);
+        while (v && wire_reader_left(&rd) > 0) {
+                struct proto_lease pl;
+                if (!proto_lease_read(&rd, &pl))
+                        break;
+                if (count == cap) {
+                        coffer_lease *nv = realloc(v, 2 * cap * sizeof(*v));
+                        if (!nv) {
+                                free(v);
+                                v = NULL;
+                                break;
+                        }
+                        v = nv;
+                        cap *= 2;
+                }
+                coffer_lease *l = &v[count++];
+                memset(l, 0, sizeof(*l));
+                memcpy(l->id, pl.id, sizeof(l->id));
+                memcpy(l->kind, pl.kind, sizeof(l->kind));
+                memcpy(l->owner, pl.owner, sizeof(l->owner));
+                l->owner_uid = pl.owner_uid;
+                memcpy(l->object, pl.object, sizeof(l->object));
+                memcpy(l->parent, pl.parent, sizeof(l->parent));
+                l->issued = pl.issued;
+                l->expires = pl.expires;
+                l->max_expires = pl.max_expires;
+                l->renewable = pl.renewable;
+        }
+        if (!v || !wire_reader_done(&rd)) {
+                rc = set_error(v ? -EBADMSG : -ENOMEM, "malformed lease list reply");
+                free(v);
+        } else {
+                *out = v;
+                rc = count > INT32_MAX ? INT32_MAX : (int) count;
+        }
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_lease_renew(coffer *c, const char *id, uint64_t ttl_sec, uint64_t *expires_out) {
+        struct wire_writer w;
+        struct reply r;
+        int rc = lease_id_check(id);
+        if (rc < 0)
+                return rc;
+        wire_writer_init(&w);
+        wire_put_str(&w, T_LEASE_ID, id);
+        if (ttl_sec)
+                wire_put_u64(&w, T_TTL, ttl_sec);
+        rc = call(c, OP_LEASE_RENEW, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (expires_out)
+                wire_get_u64(&r.msg, T_EXPIRES, expires_out);
+        reply_free(&r);
+        return 0;
+}
+
+static int revoke_call(coffer *c, uint8_t tag, const char *s, uint64_t *revoked) {
+        struct wire_writer w;
+        struct reply r;
+        wire_writer_init(&w);
+        wire_put_str(&w, tag, s);
+        int rc = call(c, OP_LEASE_REVOKE, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (revoked)
+                wire_get_u64(&r.msg, T_COUNT, revoked);
+        reply_free(&r);
+        return 0;
+}
+
+COFFER_API int coffer_lease_revoke(coffer *c, const char *id, uint64_t *revoked) {
+        int rc = lease_id_check(id);
+        return rc < 0 ? rc : revoke_call(c, T_LEASE_ID, id, revoked);
+}
+
+COFFER_API int coffer_lease_revoke_prefix(coffer *c, const char *prefix, uint64_t *revoked) {
+        if (!prefix || !*prefix)
+                return set_error(-EINVAL, "give a prefix such as token/ or session/");
+        return revoke_call(c, T_PREFIX, prefix, revoked);
+}
+
+/* ---- sessions ---- */
+
+static void put_session_req(struct wire_writer *w, const coffer_session_request *q) {
+        if (!q)
+                return;
+        if (q->user)
+                wire_put_str(w, T_USER, q->user);
+        if (q->service)
+                wire_put_str(w, T_SERVICE, q->service);
+        if (q->tty)
+                wire_put_str(w, T_TTY, q->tty);
+        if (q->rhost)
+                wire_put_str(w, T_RHOST, q->rhost);
+        if (q->ttl_sec)
+                wire_put_u64(w, T_TTL, q->ttl_sec);
+        if (q->want_tokens)
+                wire_put_u64(w, T_WANT_TOKENS, 1);
+}
+
+COFFER_API void coffer_session_free(coffer_session *s) {
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->ncreds; i++)
+                coffer_secret_free(s->creds[i].token);
+        free(s->creds);
+        free(s);
+}
+
+static int unpack_creds(coffer_session *s, const uint8_t *p, size_t n) {
+        struct wire_reader rd;
+        size_t cap = 0;
+        wire_reader_init(&rd, p, n);
+        while (wire_reader_left(&rd) > 0) {
+                struct proto_cred pc;
+                if (!proto_cred_read(&rd, &pc))
+                        return -EBADMSG;
+                if (s->ncreds == cap) {
+                        cap = cap ? cap * 2 : 8;
+                        coffer_session_cred *nc = realloc(s->creds, cap * sizeof(*nc));
+                        if (!nc)
+                                return -ENOMEM;
+                        s->creds = nc;
+                }
+                coffer_session_cred *cr = &s->creds[s->ncreds++];
+                memset(cr, 0, sizeof(*cr));
+                memcpy(cr->env, pc.env, sizeof(cr->env));
+                memcpy(cr->path, pc.path, sizeof(cr->path));
+                memcpy(cr->object, pc.object, sizeof(cr->object));
+                if (pc.token_len && !(cr->token = secret_new(pc.token, pc.token_len, 0)))
+                        return -ENOMEM;
+        }
+        return wire_reader_done(&rd) ? 0 : -EBADMSG;
+}
+
+COFFER_API int coffer_session_open(coffer *c, coffer_session **out, const coffer_session_request *req) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        *out = NULL;
+        if (!req || !req->user || !*req->user)
+                return set_error(-EINVAL, "no user given for the session");
+        wire_writer_init(&w);
+        put_session_req(&w, req);
+        int rc = call(c, OP_SESSION_OPEN, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        coffer_session *s = calloc(1, sizeof(*s));
+        uint64_t denied = 0;
+        if (!s)
+                rc = set_error(-ENOMEM, "out of memory");
+        else if (wire_get_str(&r.msg, T_LEASE_ID, s->id, sizeof(s->id)) < 0 ||
+                 wire_get_str(&r.msg, T_DIR, s->dir, sizeof(s->dir)) < 0 ||
+                 wire_get_u64(&r.msg, T_EXPIRES, &s->expires) < 0 ||
+                 wire_get_bytes(&r.msg, T_CREDS, &p, &n) < 0 || unpack_creds(s, p, n) < 0)
+                rc = set_error(-EBADMSG, "malformed session reply from cofferd");
+        if (s && wire_get_u64(&r.msg, T_DENIED, &denied) == 0)
+                s->ndenied = (size_t) denied;
+        reply_free(&r);
+        if (rc < 0) {
+                coffer_session_free(s);
+                return rc;
+        }
+        *out = s;
+        return 0;
+}
+
+COFFER_API int coffer_session_close(coffer *c, const char *id, const coffer_session_request *match) {
+        struct wire_writer w;
+        struct reply r;
+        uint64_t n = 0;
+        if (id && lease_id_check(id) < 0)
+                return -EINVAL;
+        if (!id && (!match || !match->user))
+                return set_error(-EINVAL, "give a session id or the user to match");
+        wire_writer_init(&w);
+        if (id)
+                wire_put_str(&w, T_LEASE_ID, id);
+        else
+                put_session_req(&w, match);
+        int rc = call(c, OP_SESSION_CLOSE, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        wire_get_u64(&r.msg, T_COUNT, &n);
+        reply_free(&r);
+        return n > 0 ? 1 : 0;
+}
+
+/* ---- tokens ---- */
+
+COFFER_API int coffer_token_issue(coffer *c, coffer_secret **token, const char *audience, uint64_t ttl_sec,
+                                  uint64_t *expires_out) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        *token = NULL;
+        if (!audience || !proto_audience_valid(audience))
+                return set_error(-EINVAL, "an audience is 1-255 of A-Z a-z 0-9 . _ - : /");
+        wire_writer_init(&w);
+        wire_put_str(&w, T_AUDIENCE, audience);
+        if (ttl_sec)
+                wire_put_u64(&w, T_TTL, ttl_sec);
+        int rc = call(c, OP_TOKEN_ISSUE, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_bytes(&r.msg, T_TOKEN, &p, &n) < 0)
+                rc = set_error(-EBADMSG, "malformed token reply from cofferd");
+        else if (!(*token = secret_new(p, n, 0)))
+                rc = set_error(-ENOMEM, "out of guarded memory (locked-memory limit?)");
+        if (rc == 0 && expires_out)
+                wire_get_u64(&r.msg, T_EXPIRES, expires_out);
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_token_verify(coffer *c, coffer_token_info *out, const char *token, const char *audience) {
+        struct wire_writer w;
+        struct reply r;
+        uint64_t valid = 0;
+        memset(out, 0, sizeof(*out));
+        if (!token || !*token)
+                return set_error(-EINVAL, "no token given");
+        if (audience && !proto_audience_valid(audience))
+                return set_error(-EINVAL, "an audience is 1-255 of A-Z a-z 0-9 . _ - : /");
+        wire_writer_init(&w);
+        wire_put_bytes(&w, T_TOKEN, token, strlen(token));
+        if (audience)
+                wire_put_str(&w, T_AUDIENCE, audience);
+        int rc = call(c, OP_TOKEN_VERIFY, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_u64(&r.msg, T_ALLOW, &valid) < 0 || wire_get_str(&r.msg, T_STATUS, out->status,
+                                                                       sizeof(out->status)) < 0)
+                rc = set_error(-EBADMSG, "malformed verify reply from cofferd");
+        out->valid = valid == 1;
+        wire_get_str(&r.msg, T_ERR_MSG, out->reason, sizeof(out->reason));
+        wire_get_str(&r.msg, T_USER, out->sub, sizeof(out->sub));
+        wire_get_str(&r.msg, T_AUDIENCE, out->aud, sizeof(out->aud));
+        wire_get_str(&r.msg, T_LEASE_ID, out->jti, sizeof(out->jti));
+        wire_get_str(&r.msg, T_SID, out->sid, sizeof(out->sid));
+        wire_get_str(&r.msg, T_KID, out->kid, sizeof(out->kid));
+        wire_get_u64(&r.msg, T_CREATED, &out->iat);
+        wire_get_u64(&r.msg, T_NBF, &out->nbf);
+        wire_get_u64(&r.msg, T_EXPIRES, &out->exp);
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_token_jwks(coffer *c, char **json) {
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        *json = NULL;
+        int rc = call(c, OP_TOKEN_JWKS, NULL, &r);
+        if (rc < 0)
+                return rc;
+        if (wire_get_bytes(&r.msg, T_JWKS, &p, &n) < 0)
+                rc = set_error(-EBADMSG, "malformed JWKS reply from cofferd");
+        else if (!(*json = strndup((const char *) p, n)))
+                rc = set_error(-ENOMEM, "out of memory");
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_token_rotate(coffer *c, char kid[64]) {
+        struct reply r;
+        int rc = call(c, OP_TOKEN_ROTATE, NULL, &r);
+        if (rc < 0)
+                return rc;
+        if (kid && wire_get_str(&r.msg, T_KID, kid, 64) < 0)
+                rc = set_error(-EBADMSG, "malformed rotate reply from cofferd");
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_key_derive(coffer *c, coffer_secret **key, const char *name, size_t bytes) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        *key = NULL;
+        int rc = name_check(name);
+        if (rc < 0)
+                return rc;
+        if (bytes < 16 || bytes > 64)
+                return set_error(-EINVAL, "a derived key is 16 to 64 bytes");
+        wire_writer_init(&w);
+        wire_put_str(&w, T_NAME, name);
+        wire_put_u64(&w, T_BYTES, bytes);
+        rc = call(c, OP_KEY_DERIVE, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_bytes(&r.msg, T_VALUE, &p, &n) < 0 || n != bytes)
+                rc = set_error(-EBADMSG, "malformed derive reply from cofferd");
+        else if (!(*key = secret_new(p, n, 0)))
+                rc = set_error(-ENOMEM, "out of guarded memory (locked-memory limit?)");
+        reply_free(&r);
+        return rc;
+}

@@ -194,6 +194,88 @@ bool proto_version_read(struct wire_reader *r, struct proto_version *v) {
         return ok;
 }
 
+static bool put_str(struct wire_writer *w, const char *s) {
+        return wire_write_lbytes(w, s, strlen(s));
+}
+
+/* A string of at most n-1 bytes, no NUL inside, valid UTF-8. */
+static bool get_str(struct wire_reader *r, char *out, size_t n) {
+        const uint8_t *p;
+        size_t len;
+        if (!wire_read_lbytes(r, &p, &len, n - 1))
+                return false;
+        if (memchr(p, 0, len) || !utf8_is_valid(p, len)) {
+                r->error = true;
+                return false;
+        }
+        memcpy(out, p, len);
+        out[len] = 0;
+        return true;
+}
+
+bool proto_lease_write(struct wire_writer *w, const struct proto_lease *l) {
+        return put_str(w, l->id) && put_str(w, l->kind) && put_str(w, l->owner) && wire_write_u32(w, l->owner_uid) &&
+               put_str(w, l->object) && put_str(w, l->parent) && wire_write_u64(w, l->issued) &&
+               wire_write_u64(w, l->expires) && wire_write_u64(w, l->max_expires) &&
+               wire_write_u8(w, l->renewable ? 1 : 0);
+}
+
+bool proto_lease_read(struct wire_reader *r, struct proto_lease *l) {
+        uint8_t ren = 0;
+        bool ok = get_str(r, l->id, sizeof(l->id)) && get_str(r, l->kind, sizeof(l->kind)) &&
+                  get_str(r, l->owner, sizeof(l->owner)) && wire_read_u32(r, &l->owner_uid) &&
+                  get_str(r, l->object, sizeof(l->object)) && get_str(r, l->parent, sizeof(l->parent)) &&
+                  wire_read_u64(r, &l->issued) && wire_read_u64(r, &l->expires) &&
+                  wire_read_u64(r, &l->max_expires) && wire_read_u8(r, &ren);
+        if (ok && ren > 1) {
+                r->error = true;
+                return false;
+        }
+        l->renewable = ren == 1;
+        return ok;
+}
+
+bool proto_cred_write(struct wire_writer *w, const struct proto_cred *c) {
+        return put_str(w, c->env) && put_str(w, c->path) && put_str(w, c->object) &&
+               wire_write_lbytes(w, c->token, c->token_len);
+}
+
+bool proto_cred_read(struct wire_reader *r, struct proto_cred *c) {
+        return get_str(r, c->env, sizeof(c->env)) && get_str(r, c->path, sizeof(c->path)) &&
+               get_str(r, c->object, sizeof(c->object)) && wire_read_lbytes(r, &c->token, &c->token_len, 65536);
+}
+
+bool proto_lease_id_valid(const char *s) {
+        size_t i;
+        for (i = 0; s[i]; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return i == 32;
+}
+
+bool proto_audience_valid(const char *s) {
+        size_t i;
+        if (s[0] == '/')
+                return false;
+        for (i = 0; s[i]; i++) {
+                char c = s[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                      c == '_' || c == '-' || c == ':' || c == '/'))
+                        return false;
+        }
+        return i >= 1 && i <= 255;
+}
+
+bool proto_env_name_valid(const char *s) {
+        size_t i;
+        for (i = 0; s[i]; i++) {
+                char c = s[i];
+                if (!((c >= 'A' && c <= 'Z') || c == '_' || (i > 0 && c >= '0' && c <= '9')))
+                        return false;
+        }
+        return i >= 1 && i <= 63;
+}
+
 const char *proto_op_name(uint16_t op) {
         switch (op & ~PROTO_REPLY_BIT) {
         case OP_STATUS: return "status";
@@ -212,6 +294,16 @@ const char *proto_op_name(uint16_t op) {
         case OP_AUDIT_VERIFY: return "audit-verify";
         case OP_POLICY_RELOAD: return "policy-reload";
         case OP_POLICY_EXPLAIN: return "policy-explain";
+        case OP_LEASE_LIST: return "lease-list";
+        case OP_LEASE_RENEW: return "lease-renew";
+        case OP_LEASE_REVOKE: return "lease-revoke";
+        case OP_SESSION_OPEN: return "session-open";
+        case OP_SESSION_CLOSE: return "session-close";
+        case OP_TOKEN_ISSUE: return "token-issue";
+        case OP_TOKEN_VERIFY: return "token-verify";
+        case OP_TOKEN_JWKS: return "token-jwks";
+        case OP_TOKEN_ROTATE: return "token-rotate";
+        case OP_KEY_DERIVE: return "key-derive";
         default: return "unknown";
         }
 }

@@ -27,6 +27,16 @@ enum proto_op {
         OP_AUDIT_VERIFY = 33,
         OP_POLICY_RELOAD = 40,
         OP_POLICY_EXPLAIN = 41,
+        OP_LEASE_LIST   = 48,
+        OP_LEASE_RENEW  = 49,
+        OP_LEASE_REVOKE = 50,
+        OP_SESSION_OPEN = 56,
+        OP_SESSION_CLOSE = 57,
+        OP_TOKEN_ISSUE  = 64,
+        OP_TOKEN_VERIFY = 65,
+        OP_TOKEN_JWKS   = 66,
+        OP_TOKEN_ROTATE = 67,
+        OP_KEY_DERIVE   = 72,
         OP_ERROR        = 0xffff, /* reply only */
 };
 
@@ -74,6 +84,26 @@ enum proto_tag {
         T_LINE          = 41, /* u64 */
         T_SESSION       = 42, /* u64 bool: in a login session */
         T_COUNT         = 43, /* u64 */
+        T_LEASE_ID      = 44, /* string: 32 lowercase hex */
+        T_TTL           = 45, /* u64 seconds */
+        T_EXPIRES       = 46, /* u64 unix seconds */
+        T_LEASES        = 47, /* bytes: packed lease records */
+        T_ALL           = 48, /* u64 bool */
+        T_SERVICE       = 49, /* string: PAM service */
+        T_TTY           = 50, /* string */
+        T_RHOST         = 51, /* string */
+        T_AUDIENCE      = 52, /* string */
+        T_TOKEN         = 53, /* bytes: a JWT */
+        T_JWKS          = 54, /* bytes: JSON */
+        T_DIR           = 55, /* string: a directory */
+        T_CREDS         = 56, /* bytes: packed session credential records */
+        T_BYTES         = 57, /* u64 */
+        T_STATUS        = 58, /* string: a token's status */
+        T_KID           = 59, /* string */
+        T_DENIED        = 60, /* u64: credentials the policy did not allow */
+        T_WANT_TOKENS   = 61, /* u64 bool */
+        T_SID           = 62, /* string: a token's coffer session lease id */
+        T_NBF           = 63, /* u64: a token's not-before */
 };
 
 /* Names: 1..PROTO_NAME_MAX bytes of [A-Za-z0-9._-], segments separated by
@@ -143,5 +173,37 @@ struct proto_version {
 };
 bool proto_version_write(struct wire_writer *w, const struct proto_version *v);
 bool proto_version_read(struct wire_reader *r, struct proto_version *v);
+
+/* One lease record inside T_LEASES. */
+struct proto_lease {
+        char id[33];
+        char kind[16];
+        char owner[256];
+        uint32_t owner_uid;
+        char object[272];
+        char parent[33];
+        uint64_t issued, expires, max_expires;
+        bool renewable;
+};
+bool proto_lease_write(struct wire_writer *w, const struct proto_lease *l);
+bool proto_lease_read(struct wire_reader *r, struct proto_lease *l);
+
+/* One credential inside T_CREDS: env name, path, object, token (may be empty). */
+struct proto_cred {
+        char env[64];
+        char path[4096];
+        char object[272];
+        const uint8_t *token;
+        size_t token_len;
+};
+bool proto_cred_write(struct wire_writer *w, const struct proto_cred *c);
+bool proto_cred_read(struct wire_reader *r, struct proto_cred *c);
+
+/* A lease id: exactly 32 lowercase hex characters. */
+bool proto_lease_id_valid(const char *s);
+/* Token audience: 1..255 of [A-Za-z0-9._:/-], not starting with '/'. */
+bool proto_audience_valid(const char *s);
+/* A login-map / credential variable name: [A-Z_][A-Z0-9_]{0,62}. */
+bool proto_env_name_valid(const char *s);
 
 const char *proto_op_name(uint16_t op);

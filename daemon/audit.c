@@ -670,6 +670,10 @@ int audit_record(struct audit *a, const struct audit_event *ev) {
                 putf(l, ",\"version\":%llu", (unsigned long long) ev->version);
         else
                 put_lit(l, ",\"version\":null");
+        if (ev->lease)
+                put_str(l, "lease", ev->lease, FIELD_MAX);
+        if (ev->detail)
+                put_str(l, "detail", ev->detail, NAME_MAX_IN);
         put_peer(l, ev->peer);
         int rc = finish(a, a->keyed ? a->key : NULL);
         if (a->journal)

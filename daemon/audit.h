@@ -21,6 +21,8 @@ struct audit_event {
         int result;            /* 0 or -errno */
         uint64_t version;      /* 0 = none */
         const struct peer *peer; /* may be NULL for daemon events */
+        const char *lease;     /* lease id involved, NULL = none */
+        const char *detail;    /* short context (never a secret), NULL = none */
 };
 
 /* Opens/creates path (0600, O_APPEND). Reads the last record to continue the

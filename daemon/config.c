@@ -17,6 +17,12 @@ void config_defaults(struct config *c) {
         c->max_connections = 4096;
         c->max_connections_per_uid = 512;
         c->idle_timeout_sec = 60;
+        strcpy_bounded(c->login_map, sizeof(c->login_map), COFFER_DEFAULT_LOGIN_MAP);
+        c->session_ttl_sec = 24 * 3600;
+        c->token_ttl_sec = 3600;
+        c->token_max_ttl_sec = 24 * 3600;
+        c->max_leases_per_uid = 10000;
+        c->session_check_sec = 30;
 }
 
 int check_owner_mode(const char *path, uid_t uid, char *err, size_t errsz) {
@@ -50,6 +56,15 @@ static int set_uint(unsigned *dst, const char *v, uint64_t min, uint64_t max) {
         return rc;
 }
 
+static int set_duration(unsigned *dst, const char *v) {
+        uint64_t x;
+        int rc = parse_duration_sec(v, &x);
+        if (rc < 0 || x == 0 || x > 366u * 86400u)
+                return -EINVAL;
+        *dst = (unsigned) x;
+        return 0;
+}
+
 static int apply(struct config *c, const char *k, const char *v) {
         if (strcmp(k, "socket") == 0)
                 return set_string(c->socket, sizeof(c->socket), v);
@@ -65,6 +80,26 @@ static int apply(struct config *c, const char *k, const char *v) {
                 return set_uint(&c->max_connections_per_uid, v, 1, 1000000);
         if (strcmp(k, "idle_timeout") == 0)
                 return set_uint(&c->idle_timeout_sec, v, 1, 86400);
+        if (strcmp(k, "session_dir") == 0)
+                return set_string(c->session_dir, sizeof(c->session_dir), v);
+        if (strcmp(k, "jwks_path") == 0)
+                return set_string(c->jwks_path, sizeof(c->jwks_path), v);
+        if (strcmp(k, "revocation_list") == 0)
+                return set_string(c->revocation_list, sizeof(c->revocation_list), v);
+        if (strcmp(k, "login_map") == 0)
+                return strcpy_bounded(c->login_map, sizeof(c->login_map), v) ? 0 : -EINVAL;
+        if (strcmp(k, "token_issuer") == 0)
+                return set_string(c->token_issuer, sizeof(c->token_issuer), v);
+        if (strcmp(k, "session_ttl") == 0)
+                return set_duration(&c->session_ttl_sec, v);
+        if (strcmp(k, "token_ttl") == 0)
+                return set_duration(&c->token_ttl_sec, v);
+        if (strcmp(k, "token_max_ttl") == 0)
+                return set_duration(&c->token_max_ttl_sec, v);
+        if (strcmp(k, "max_leases_per_uid") == 0)
+                return set_uint(&c->max_leases_per_uid, v, 0, 100000000);
+        if (strcmp(k, "session_check_interval") == 0)
+                return strcmp(v, "0") == 0 ? (c->session_check_sec = 0, 0) : set_duration(&c->session_check_sec, v);
         return -ENOENT;
 }
 

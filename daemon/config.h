@@ -14,6 +14,18 @@ struct config {
         unsigned max_connections;
         unsigned max_connections_per_uid;
         unsigned idle_timeout_sec;     /* no complete frame for this long: close */
+        /* Runtime files; "" = next to the socket (RUNTIME/sessions, RUNTIME/jwks.json,
+         * RUNTIME/revoked.json). */
+        char session_dir[PATH_MAX];
+        char jwks_path[PATH_MAX];
+        char revocation_list[PATH_MAX];
+        char login_map[PATH_MAX];      /* what a login session gets; "" = nothing */
+        char token_issuer[256];        /* "" = coffer@HOSTNAME */
+        unsigned session_ttl_sec;      /* default and maximum session lease */
+        unsigned token_ttl_sec;        /* default token lifetime */
+        unsigned token_max_ttl_sec;    /* no token lives longer, whatever policy says */
+        unsigned max_leases_per_uid;   /* live leases one uid may hold; 0 = no cap */
+        unsigned session_check_sec;    /* how often ended login sessions are looked for; 0 = never */
 };
 
 void config_defaults(struct config *c);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
@@ -19,6 +20,8 @@
 #include <systemd/sd-daemon.h>
 
 #include "server.h"
+#include "session.h"
+#include "token.h"
 #include "util.h"
 
 #define CREDENTIAL_NAME "coffer.unseal"
@@ -37,11 +40,13 @@ static int die(const char *fmt, ...) {
 
 static void usage(void) {
         puts("Usage: cofferd [--config FILE] [--state-dir DIR] [--socket PATH] [--audit-log FILE] [--policy-dir DIR]\n"
+             "               [--session-dir DIR] [--login-map FILE] [--jwks FILE] [--revocation-list FILE]\n"
              "Runs the coffer daemon in the foreground. See cofferd(8).");
 }
 
 struct args {
         const char *config, *state_dir, *socket, *audit_log, *policy_dir;
+        const char *session_dir, *login_map, *jwks, *revocations;
 };
 
 static int parse_args(int argc, char **argv, struct args *a) {
@@ -50,6 +55,8 @@ static int parse_args(int argc, char **argv, struct args *a) {
                 { "socket", required_argument, NULL, 's' },  { "audit-log", required_argument, NULL, 'a' },
                 { "policy-dir", required_argument, NULL, 'p' }, { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "session-dir", required_argument, NULL, 'S' }, { "login-map", required_argument, NULL, 'L' },
+                { "jwks", required_argument, NULL, 'J' }, { "revocation-list", required_argument, NULL, 'R' },
                 {},
         };
         int c;
@@ -60,6 +67,10 @@ static int parse_args(int argc, char **argv, struct args *a) {
                 case 's': a->socket = optarg; break;
                 case 'a': a->audit_log = optarg; break;
                 case 'p': a->policy_dir = optarg; break;
+                case 'S': a->session_dir = optarg; break;
+                case 'L': a->login_map = optarg; break;
+                case 'J': a->jwks = optarg; break;
+                case 'R': a->revocations = optarg; break;
                 case 'h': usage(); return 0;
                 case 'V': puts("cofferd " COFFER_VERSION); return 0;
                 default: return -EINVAL;
@@ -156,7 +167,7 @@ static void unseal_from_credential(struct cofferd *d) {
         if (rc == 0)
                 rc = seal_unseal(&d->seal, d->store, key.p, key.len, &why);
         if (rc == 0 && !seal_is_sealed(&d->seal))
-                rc = audit_unsealed_mode(d);
+                rc = server_unsealed(d);
         if (rc == 0)
                 fprintf(stderr, "cofferd: unsealed from credential %s\n", CREDENTIAL_NAME);
         else
@@ -165,19 +176,29 @@ static void unseal_from_credential(struct cofferd *d) {
 }
 
 /* Keep only what the running daemon needs: CAP_SYS_PTRACE to read other
- * users' /proc/PID/exe, CAP_IPC_LOCK to lock key pages. */
+ * users' /proc/PID/exe, CAP_IPC_LOCK to lock key pages, CAP_CHOWN to hand a
+ * login session's directory to its user and take it back at the end. */
+static const cap_value_t keep[] = { CAP_SYS_PTRACE, CAP_IPC_LOCK, CAP_CHOWN };
+
+static bool kept(cap_value_t c) {
+        for (size_t i = 0; i < ELEMENTSOF(keep); i++)
+                if (keep[i] == c)
+                        return true;
+        return false;
+}
+
 static int drop_capabilities(void) {
-        static const cap_value_t keep[] = { CAP_SYS_PTRACE, CAP_IPC_LOCK };
         if (geteuid() != 0)
                 return 0;
         for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
-                if (c != keep[0] && c != keep[1] && cap_drop_bound(c) < 0 && errno != EINVAL)
+                if (!kept(c) && cap_drop_bound(c) < 0 && errno != EINVAL)
                         return -errno;
         }
         cap_t caps = cap_init();
         if (!caps)
                 return -ENOMEM;
-        int rc = cap_set_flag(caps, CAP_PERMITTED, 2, keep, CAP_SET) || cap_set_flag(caps, CAP_EFFECTIVE, 2, keep, CAP_SET) ||
+        int rc = cap_set_flag(caps, CAP_PERMITTED, ELEMENTSOF(keep), keep, CAP_SET) ||
+                         cap_set_flag(caps, CAP_EFFECTIVE, ELEMENTSOF(keep), keep, CAP_SET) ||
                  cap_set_proc(caps) ? -errno : 0;
         cap_free(caps);
         return rc;
@@ -208,6 +229,16 @@ static int setup_signals(struct cofferd *d) {
         return rc;
 }
 
+/* The command line wins, then the configuration, then RUNTIME/NAME. */
+static int runtime_path(char out[static 4096], const char *arg, const char *cfg, const char *runtime,
+                        const char *name) {
+        if (arg)
+                return strcpy_bounded(out, 4096, arg) ? 0 : -1;
+        if (cfg[0])
+                return strcpy_bounded(out, 4096, cfg) ? 0 : -1;
+        return snprintf(out, 4096, "%s/%s", runtime, name) < 4096 ? 0 : -1;
+}
+
 static int load_config(struct cofferd *d, const struct args *a) {
         char err[512];
         config_defaults(&d->cfg);
@@ -223,10 +254,37 @@ static int load_config(struct cofferd *d, const struct args *a) {
                 return die("--audit-log too long");
         if (a->policy_dir && !strcpy_bounded(d->cfg.policy_dir, sizeof(d->cfg.policy_dir), a->policy_dir))
                 return die("--policy-dir too long");
+        if (a->login_map && !strcpy_bounded(d->cfg.login_map, sizeof(d->cfg.login_map), a->login_map))
+                return die("--login-map too long");
+        /* Runtime files live next to the socket unless placed elsewhere. */
+        strcpy_bounded(d->runtime_dir, sizeof(d->runtime_dir), d->cfg.socket);
+        char *slash = strrchr(d->runtime_dir, '/');
+        if (slash && slash != d->runtime_dir)
+                *slash = 0;
+        else
+                strcpy_bounded(d->runtime_dir, sizeof(d->runtime_dir), ".");
+        if (runtime_path(d->session_dir, a->session_dir, d->cfg.session_dir, d->runtime_dir, "sessions") ||
+            runtime_path(d->jwks_path, a->jwks, d->cfg.jwks_path, d->runtime_dir, "jwks.json") ||
+            runtime_path(d->revocation_path, a->revocations, d->cfg.revocation_list, d->runtime_dir,
+                         "revoked.json"))
+                return die("a runtime path is too long");
         if (d->cfg.audit_log[0])
                 strcpy_bounded(d->audit_path, sizeof(d->audit_path), d->cfg.audit_log);
         else if (snprintf(d->audit_path, sizeof(d->audit_path), "%.4000s/audit.log", d->cfg.state_dir) < 0)
                 return die("bad state directory");
+        return 0;
+}
+
+static int open_leases(struct cofferd *d) {
+        if (lease_mgr_new(&d->leases, d->store, engines_on_revoke, d) < 0 || tokens_new(&d->tokens) < 0)
+                return die("out of memory");
+        if (session_root_prepare(d) < 0)
+                return die("cannot use the session directory %s; fix it or set session_dir", d->session_dir);
+        int rc = lease_load(d->leases, now_unix());
+        if (rc < 0)
+                return die("cannot load the leases from the store: %s (%s)", strerror(-rc), store_errmsg(d->store));
+        fprintf(stderr, "cofferd: %d live lease(s) loaded\n", rc);
+        server_load_login_map(d);
         return 0;
 }
 
@@ -288,12 +346,15 @@ int main(int argc, char **argv) {
                 return die("cannot harden the process or initialize libsodium");
         d.self_uid = geteuid();
         if (load_config(&d, &a) || load_policy(&d) || prepare_state_dir(&d) || open_store(&d) ||
-            make_listener(&d, nlisten))
+            make_listener(&d, nlisten) || open_leases(&d))
                 return 1;
         unseal_from_credential(&d);
         if ((rc = drop_capabilities()) < 0)
                 return die("cannot drop capabilities: %s", strerror(-rc));
         rc = run(&d);
+        lease_mgr_free(d.leases);
+        tokens_free(d.tokens);
+        free(d.login);
         seal_free(&d.seal);
         audit_close(d.audit);
         store_close(d.store);

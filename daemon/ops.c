@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "engines.h"
 #include "ops.h"
 #include "proto.h"
 #include "util.h"
@@ -35,6 +36,14 @@ struct op {
 
 static int fail(struct request *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(struct request *r, int code, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->err, sizeof(r->err), fmt, ap);
+        va_end(ap);
+        return code;
+}
+
+int ops_fail(struct request *r, int code, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(r->err, sizeof(r->err), fmt, ap);
@@ -66,9 +75,14 @@ static void subject_of(const struct peer *p, struct pol_subject *s) {
                 .ngroups = p->ngroups,
                 .exe = p->exe,
                 .unit = p->unit,
-                .in_login_session = p->audit_session != UINT32_MAX || p->login_session[0],
                 .minute_of_day = minute_of_day(),
         };
+}
+
+/* Inside an open coffer login session: the kernel audit session id of the
+ * process is one a session lease of this uid was opened for. */
+static bool in_session(struct request *r) {
+        return lease_session_of(r->d->leases, r->peer->audit_session, r->peer->uid) != NULL;
 }
 
 /* Evaluate for the caller; 1 = allowed, 0 = denied, -ESRCH = the process
@@ -81,6 +95,7 @@ static int decide(struct request *r, enum pol_action a, const char *object, stru
                 return 1;
         }
         subject_of(r->peer, &s);
+        s.in_login_session = in_session(r);
         int rc = policy_eval(r->d->policy, &s, a, object, dec);
         if (rc < 0)
                 return rc;
@@ -90,9 +105,32 @@ static int decide(struct request *r, enum pol_action a, const char *object, stru
         return dec->allow ? 1 : 0;
 }
 
-static int authorize(struct request *r, enum pol_action a, const char *object) {
+int ops_decide(struct request *r, enum pol_action a, const char *object, struct pol_decision *dec) {
+        return decide(r, a, object, dec);
+}
+
+int ops_decide_user(struct request *r, uid_t uid, gid_t gid, const char *user, enum pol_action a,
+                    const char *object, struct pol_decision *dec) {
+        gid_t groups[PEER_GROUPS_MAX];
+        int n = PEER_GROUPS_MAX;
+        if (getgrouplist(user, gid, groups, &n) < 0)
+                n = 0;
+        struct pol_subject s = { .uid = uid, .gid = gid, .groups = groups, .ngroups = (size_t) n, .exe = "",
+                                 .unit = "", .in_login_session = true, .minute_of_day = minute_of_day() };
+        int rc = policy_eval(r->d->policy, &s, a, object, dec);
+        return rc < 0 ? rc : dec->allow ? 1 : 0;
+}
+
+bool ops_is_admin(struct request *r, const char *object) {
+        struct pol_decision dec = { 0 };
+        return decide(r, POL_ADMIN, object, &dec) > 0;
+}
+
+int ops_authorize(struct request *r, enum pol_action a, const char *object, struct pol_decision *out) {
         struct pol_decision dec = { 0 };
         int rc = decide(r, a, object, &dec);
+        if (out)
+                *out = dec;
         if (dec.file)
                 snprintf(r->rule_buf, sizeof(r->rule_buf), "%s:%u", dec.file, dec.line);
         else
@@ -129,7 +167,7 @@ static int process_status(struct request *r) {
 }
 
 static int start_unsealed_audit(struct request *r) {
-        int rc = audit_unsealed_mode(r->d);
+        int rc = server_unsealed(r->d);
         return rc < 0 ? fail(r, rc, "cannot start the audit log's unsealed segment: %s", strerror(-rc)) : 0;
 }
 
@@ -174,7 +212,7 @@ static int process_unseal(struct request *r) {
 static int process_seal(struct request *r) {
         if (!seal_is_sealed(&r->d->seal)) {
                 seal_seal(&r->d->seal);
-                int rc = audit_sealed_mode(r->d);
+                int rc = server_sealed(r->d);
                 if (rc < 0)
                         return fail(r, rc, "sealed, but the audit log's sealed segment failed: %s", strerror(-rc));
         }
@@ -192,7 +230,7 @@ static int process_rotate(struct request *r) {
 
 /* ---- secrets ---- */
 
-static int store_fail(struct request *r, int rc, const char *what) {
+int ops_store_fail(struct request *r, int rc, const char *what) {
         switch (rc) {
         case -ENOENT:
                 return fail(r, rc, "%s: %s", r->object, store_errmsg(r->d->store));
@@ -218,7 +256,7 @@ static int decode_secret(struct request *r, struct req_secret *q) {
         if (rc < 0)
                 return fail(r, rc, "%s", why);
         set_object(r, "secret", q->name);
-        return authorize(r, r->action, r->object);
+        return ops_authorize(r, r->action, r->object, NULL);
 }
 
 static int process_put(struct request *r) {
@@ -231,7 +269,7 @@ static int process_put(struct request *r) {
         rc = store_secret_put(r->d->store, r->d->seal.kr, q.name, q.value, q.value_len, q.has_cas, q.cas,
                               q.max_versions, now_unix(), &r->version);
         if (rc < 0)
-                return store_fail(r, rc, "write");
+                return ops_store_fail(r, rc, "write");
         wire_put_u64(r->out, T_VERSION, r->version);
         return 0;
 }
@@ -244,7 +282,7 @@ static int process_get(struct request *r) {
                 return rc;
         rc = store_secret_get(r->d->store, r->d->seal.kr, q.name, q.version, &v.p, &v.len, &r->version);
         if (rc < 0)
-                return store_fail(r, rc, "read");
+                return ops_store_fail(r, rc, "read");
         wire_put_u64(r->out, T_VERSION, r->version);
         wire_put_bytes(r->out, T_VALUE, v.p, v.len);
         return 0;
@@ -261,7 +299,7 @@ static int process_list(struct request *r) {
         set_object(r, "secret", q.prefix[0] ? q.prefix : "*");
         rc = store_secret_list(r->d->store, q.prefix, &names, &n);
         if (rc < 0)
-                return store_fail(r, rc, "list");
+                return ops_store_fail(r, rc, "list");
         struct wire_writer w;
         struct pol_decision dec;
         char object[PROTO_NAME_MAX + 16];
@@ -289,7 +327,7 @@ static int process_versions(struct request *r) {
                 return rc;
         rc = store_secret_versions(r->d->store, q.name, &v, &n);
         if (rc < 0)
-                return store_fail(r, rc, "versions");
+                return ops_store_fail(r, rc, "versions");
         struct wire_writer w;
         wire_writer_init(&w);
         for (size_t i = 0; i < n; i++)
@@ -307,7 +345,7 @@ static int process_delete(struct request *r) {
                 return rc;
         rc = store_secret_delete(r->d->store, q.name, q.version, now_unix(), &r->version);
         if (rc < 0)
-                return store_fail(r, rc, "delete");
+                return ops_store_fail(r, rc, "delete");
         wire_put_u64(r->out, T_VERSION, r->version);
         return 0;
 }
@@ -324,7 +362,7 @@ static int process_undelete(struct request *r) {
         struct req_secret q;
         int rc = need_version(r, &q);
         if (rc == 0 && (rc = store_secret_undelete(r->d->store, q.name, q.version)) < 0)
-                return store_fail(r, rc, "undelete");
+                return ops_store_fail(r, rc, "undelete");
         return rc;
 }
 
@@ -332,7 +370,7 @@ static int process_destroy(struct request *r) {
         struct req_secret q;
         int rc = need_version(r, &q);
         if (rc == 0 && (rc = store_secret_destroy(r->d->store, q.name, q.version)) < 0)
-                return store_fail(r, rc, "destroy");
+                return ops_store_fail(r, rc, "destroy");
         return rc;
 }
 
@@ -476,7 +514,7 @@ static int process_policy_explain(struct request *r) {
                         return fail(r, rc, "policy evaluation failed: %s", strerror(-rc));
         } else {
                 /* Asking about others reveals policy: that is for admins. */
-                rc = authorize(r, POL_ADMIN, "policy:explain");
+                rc = ops_authorize(r, POL_ADMIN, "policy:explain", NULL);
                 if (rc == 0)
                         rc = explain_subject(r, &q, &s, groups, PEER_GROUPS_MAX);
                 if (rc == 0)
@@ -508,6 +546,18 @@ static const struct op ops[] = {
         { OP_DELETE, NEED_UNSEALED | WRITES, POL_DELETE, NULL, process_delete },
         { OP_UNDELETE, NEED_UNSEALED | WRITES, POL_DELETE, NULL, process_undelete },
         { OP_DESTROY, NEED_UNSEALED | WRITES, POL_DELETE, NULL, process_destroy },
+        /* Leases and engines (session.c, token.c): they authorize themselves. */
+        { OP_LEASE_LIST, NEED_UNSEALED, 0, NULL, process_lease_list },
+        { OP_LEASE_RENEW, NEED_UNSEALED | WRITES, 0, NULL, process_lease_renew },
+        { OP_LEASE_REVOKE, NEED_UNSEALED | WRITES, 0, NULL, process_lease_revoke },
+        { OP_SESSION_OPEN, NEED_UNSEALED | WRITES, 0, NULL, process_session_open },
+        { OP_SESSION_CLOSE, NEED_UNSEALED | WRITES, 0, NULL, process_session_close },
+        { OP_TOKEN_ISSUE, NEED_UNSEALED | WRITES, POL_ISSUE, NULL, process_token_issue },
+        { OP_TOKEN_VERIFY, NEED_UNSEALED, 0, NULL, process_token_verify },
+        { OP_TOKEN_JWKS, NEED_UNSEALED, 0, NULL, process_token_jwks },
+        { OP_TOKEN_ROTATE, NEED_UNSEALED | AUTH_FIXED | WRITES, POL_ADMIN, "store:token-rotate",
+          process_token_rotate },
+        { OP_KEY_DERIVE, NEED_UNSEALED, POL_ISSUE, NULL, process_key_derive },
 };
 
 static const struct op *op_find(uint16_t code) {
@@ -525,7 +575,7 @@ static int gate(struct request *r, const struct op *o) {
                                        "while connecting); retry from a running process");
         if (o->flags & AUTH_FIXED) {
                 set_object(r, o->object, NULL);
-                int rc = authorize(r, o->action, o->object);
+                int rc = ops_authorize(r, o->action, o->object, NULL);
                 if (rc < 0)
                         return rc;
         }
@@ -553,6 +603,8 @@ static int audit_request(struct request *r, uint16_t code, int rc) {
                 .result = rc,
                 .version = r->version,
                 .peer = r->peer,
+                .lease = r->lease[0] ? r->lease : NULL,
+                .detail = r->detail[0] ? r->detail : NULL,
         };
         return audit_record(r->d->audit, &ev);
 }
@@ -577,7 +629,7 @@ static int run(struct request *r, const struct op *o) {
                 return o->handler(r);
         rc = store_begin(r->d->store);
         if (rc < 0)
-                return store_fail(r, rc, "write");
+                return ops_store_fail(r, rc, "write");
         r->in_tx = true;
         return o->handler(r);
 }
@@ -601,11 +653,12 @@ int ops_dispatch(struct request *r) {
         if (r->in_tx && (arc < 0 || rc < 0))
                 store_rollback(r->d->store);
         else if (r->in_tx && (rc = store_commit(r->d->store)) < 0) {
-                store_fail(r, rc, "commit");
+                ops_store_fail(r, rc, "commit");
                 r->rule = "commit-failed";
                 arc = audit_request(r, code, rc);
         }
         r->in_tx = false;
+        server_leases_changed(r->d);
         if (arc < 0) {
                 rc = arc;
                 snprintf(r->err, sizeof(r->err), "the audit log cannot be written (%s); request refused",

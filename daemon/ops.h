@@ -23,6 +23,8 @@ struct request {
         char rule_buf[256];
         uint64_t version;
         bool in_tx;
+        char lease[33];            /* lease id for the audit record, "" = none */
+        char detail[640];          /* audit context, never a secret */
 };
 
 /* Handle one request and leave exactly one reply frame in r->out. Returns 0,
@@ -32,3 +34,18 @@ int ops_dispatch(struct request *r);
 int ops_audit_refused(struct cofferd *d, const struct peer *peer, uint16_t opcode, int code);
 /* Build an error reply in w for request id (used for frames that never parse). */
 void ops_error_frame(struct wire_writer *w, uint32_t id, int code, const char *msg);
+
+/* For the engines' handlers (session.c, token.c). */
+int ops_fail(struct request *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Authorize the caller for action on object (policy, plus the daemon's uid);
+ * 0 or a negative errno with the error text set. dec receives the decision
+ * (for ttl/uses bounds) when not NULL. */
+int ops_authorize(struct request *r, enum pol_action a, const char *object, struct pol_decision *dec);
+/* Evaluate without failing the request: 1 allowed, 0 denied, < 0 error. */
+int ops_decide(struct request *r, enum pol_action a, const char *object, struct pol_decision *dec);
+/* Evaluate for a user (by uid/gid and their groups) in a login session. */
+int ops_decide_user(struct request *r, uid_t uid, gid_t gid, const char *user, enum pol_action a,
+                    const char *object, struct pol_decision *dec);
+/* Fail with the store's error for what ("write", "read"...). */
+int ops_store_fail(struct request *r, int rc, const char *what);
+bool ops_is_admin(struct request *r, const char *object);

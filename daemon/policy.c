@@ -81,7 +81,7 @@ static const char *const action_names[POL_ACTION_COUNT] = {
         [POL_ISSUE] = "issue",   [POL_DELEGATE] = "delegate", [POL_ADMIN] = "admin",
 };
 
-static const char *const object_kinds[] = { "secret", "token", "store", "policy", "audit" };
+static const char *const object_kinds[] = { "secret", "token", "store", "policy", "audit", "key", "lease" };
 
 static void errf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Errors accumulate, one a line, so that a check reports every one of them;
@@ -384,8 +384,8 @@ static int parse_object(struct parser *ps, struct pol_rule *r, char *tok) {
                     strncmp(tok, object_kinds[i], (size_t) (colon - tok)) == 0)
                         known = true;
         if (!known)
-                return perr(ps, tok, "expected an object: secret:GLOB, token:GLOB, store:GLOB, policy:GLOB, "
-                                     "audit:GLOB or *");
+                return perr(ps, tok, "expected an object: secret:GLOB, token:GLOB, key:GLOB, lease:GLOB, store:GLOB, "
+                                     "policy:GLOB, audit:GLOB or *");
         rc = check_glob(ps, colon + 1, false);
         if (rc < 0)
                 return rc;

@@ -19,8 +19,11 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "loginmap.h"
 #include "ops.h"
 #include "server.h"
+#include "session.h"
+#include "token.h"
 #include "util.h"
 
 #define READ_CHUNK 65536u
@@ -370,14 +373,79 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* ---- audit segments ---- */
 
-int audit_unsealed_mode(struct cofferd *d) {
-        return audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
+int server_unsealed(struct cofferd *d) {
+        int rc = audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
+        if (rc < 0)
+                return rc;
+        /* Rows edited while the daemon was down fail their MAC now. */
+        int bad = lease_set_master(d->leases, d->seal.master, now_unix());
+        if (bad > 0)
+                log_msg("cofferd: %d lease(s) in the store failed their integrity check and were revoked", bad);
+        rc = tokens_unsealed(d);
+        if (rc < 0)
+                log_msg("cofferd: token keys unavailable: %s", strerror(-rc));
+        server_leases_changed(d);
+        return 0;
 }
 
-int audit_sealed_mode(struct cofferd *d) {
+int server_sealed(struct cofferd *d) {
+        lease_set_master(d->leases, NULL, 0);
+        tokens_sealed(d);
         if (!d->seal.has_audit_pk)
                 return 0;
         return audit_sealed(d->audit, d->seal.audit_pk);
+}
+
+/* ---- lease expiry and ended sessions ---- */
+
+#define EXPIRE_BATCH 2048 /* per loop iteration: clients are served in between */
+
+static int on_lease_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct cofferd *d = userdata;
+        (void) s;
+        (void) usec;
+        int rc = store_begin(d->store);
+        if (rc == 0) {
+                rc = lease_expire(d->leases, now_unix(), EXPIRE_BATCH);
+                if (rc < 0) {
+                        store_rollback(d->store);
+                        log_msg("cofferd: lease expiry failed: %s (%s); retrying", strerror(-rc),
+                                store_errmsg(d->store));
+                } else if ((rc = store_commit(d->store)) < 0)
+                        log_msg("cofferd: lease expiry commit failed: %s", strerror(-rc));
+        }
+        server_leases_changed(d);
+        return 0;
+}
+
+void server_leases_changed(struct cofferd *d) {
+        if (d->revlist_dirty) {
+                d->revlist_dirty = false;
+                (void) tokens_write_revocations(d);
+        }
+        if (!d->lease_src)
+                return;
+        uint64_t next = lease_next_expiry(d->leases);
+        if (next == UINT64_MAX) {
+                sd_event_source_set_enabled(d->lease_src, SD_EVENT_OFF);
+                return;
+        }
+        /* Seconds resolution: fire at the second, or right away if late. */
+        uint64_t at = next > UINT64_MAX / 1000000u ? UINT64_MAX - 1 : next * 1000000u;
+        sd_event_source_set_time(d->lease_src, at);
+        sd_event_source_set_enabled(d->lease_src, SD_EVENT_ONESHOT);
+}
+
+static int on_session_check(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct cofferd *d = userdata;
+        (void) usec;
+        int n = session_check_ended(d);
+        if (n > 0)
+                log_msg("cofferd: %d lease(s) revoked: their login sessions ended without close_session", n);
+        server_leases_changed(d);
+        sd_event_source_set_time_relative(s, (uint64_t) d->cfg.session_check_sec * 1000000u);
+        sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -399,6 +467,27 @@ int server_load_policy(struct cofferd *d, bool allow_empty, char *err, size_t er
         return (int) policy_rule_count(p);
 }
 
+int server_load_login_map(struct cofferd *d) {
+        char err[2048] = "";
+        struct login_map *m = malloc(sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        int rc = login_map_load(m, d->cfg.login_map, d->self_uid, err, sizeof(err));
+        if (rc < 0) {
+                log_msg("cofferd: LOGIN MAP NOT LOADED, %s: %s", d->login ? "the old one stays in force"
+                                                                           : "login sessions get no credentials",
+                        err);
+                free(m);
+                return rc;
+        }
+        free(d->login);
+        d->login = m;
+        if (m->n)
+                log_msg("cofferd: login map: %zu credential(s) offered to login sessions, from %s", m->n,
+                        d->cfg.login_map);
+        return 0;
+}
+
 void server_reload(struct cofferd *d) {
         struct config c = d->cfg;
         char err[512] = "";
@@ -412,6 +501,7 @@ void server_reload(struct cofferd *d) {
         memcpy(c.audit_log, d->cfg.audit_log, sizeof(c.audit_log));
         memcpy(c.policy_dir, d->cfg.policy_dir, sizeof(c.policy_dir));
         d->cfg = c;
+        server_load_login_map(d);
         int rc = server_load_policy(d, false, err, sizeof(err));
         if (rc < 0)
                 log_msg("cofferd: configuration reloaded; policy NOT reloaded, the old one stays in force: %s", err);
@@ -423,6 +513,17 @@ int server_start(struct cofferd *d) {
         int rc = sd_event_add_io(d->event, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d);
         if (rc < 0)
                 return rc;
+        rc = sd_event_add_time(d->event, &d->lease_src, CLOCK_REALTIME, UINT64_MAX, 10000, on_lease_timer, d);
+        if (rc < 0)
+                return rc;
+        if (d->cfg.session_check_sec) {
+                rc = sd_event_add_time_relative(d->event, &d->session_check_src, CLOCK_MONOTONIC,
+                                                (uint64_t) d->cfg.session_check_sec * 1000000u, 100000,
+                                                on_session_check, d);
+                if (rc < 0)
+                        return rc;
+        }
+        server_leases_changed(d);
         return sd_event_add_time_relative(d->event, &d->sweep_src, CLOCK_MONOTONIC, 1000000, 100000, on_sweep, d);
 }
 
@@ -431,6 +532,8 @@ void server_stop(struct cofferd *d) {
                 conn_free(d->conns_head);
         d->listen_src = sd_event_source_disable_unref(d->listen_src);
         d->sweep_src = sd_event_source_disable_unref(d->sweep_src);
+        d->lease_src = sd_event_source_disable_unref(d->lease_src);
+        d->session_check_src = sd_event_source_disable_unref(d->session_check_src);
         free(d->uids);
         d->uids = NULL;
         d->nuids = 0;

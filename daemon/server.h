@@ -11,6 +11,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "lease.h"
 #include "policy.h"
 #include "seal.h"
 #include "store.h"
@@ -42,15 +43,32 @@ struct cofferd {
         struct uid_count *uids;    /* live connections per uid */
         unsigned nuids;
         uint64_t requests;
+        /* Leases and the engines built on them. */
+        struct lease_mgr *leases;
+        sd_event_source *lease_src;        /* CLOCK_REALTIME: the earliest expiry */
+        sd_event_source *session_check_src;
+        struct login_map *login;           /* NULL = nothing is delivered at login */
+        struct tokens *tokens;
+        char runtime_dir[4096];            /* default home of the runtime files */
+        char session_dir[4096];
+        char jwks_path[4096];
+        char revocation_path[4096];
+        bool revlist_dirty;                /* a token was revoked: rewrite the list */
 };
 
 int server_start(struct cofferd *d);
-/* Switch the audit chain to the unsealed key, or to a new sealed segment. */
-int audit_unsealed_mode(struct cofferd *d);
-int audit_sealed_mode(struct cofferd *d);
+/* The store became unsealed (audit chain on the master key, leases checked,
+ * token keys derived) or sealed (keys wiped, a new sealed audit segment). */
+int server_unsealed(struct cofferd *d);
+int server_sealed(struct cofferd *d);
+/* Re-arm the lease timer after leases changed; write the revocation list if
+ * it changed. Called after every request. */
+void server_leases_changed(struct cofferd *d);
 void server_stop(struct cofferd *d);
 /* Re-read the configuration and the policy (SIGHUP); the old ones stay on error. */
 void server_reload(struct cofferd *d);
+/* (Re)load the login map; on error the old one stays. */
+int server_load_login_map(struct cofferd *d);
 /* Load the policy dir; on success replace the policy in force. Returns the
  * rule count or -errno with err set (file:line:col). An empty policy is
  * refused (-ENODATA) unless allow_empty: a reload must not silently turn

@@ -71,6 +71,9 @@ enum {
         Q_DELETE,
         Q_UNDELETE,
         Q_DESTROY,
+        Q_LEASE_PUT,
+        Q_LEASE_DEL,
+        Q_LEASE_LOAD,
         Q_COUNT,
 };
 
@@ -111,7 +114,32 @@ static const char *const query_sql[Q_COUNT] = {
                      "WHERE name = ?1 AND version = ?2",
         [Q_UNDELETE] = "UPDATE secret_versions SET deleted = 0 WHERE name = ?1 AND version = ?2 AND destroyed = 0",
         [Q_DESTROY] = "UPDATE secret_versions SET ciphertext = NULL, destroyed = 1 WHERE name = ?1 AND version = ?2",
+        [Q_LEASE_PUT] = "INSERT OR REPLACE INTO leases(id, kind, owner, owner_uid, object, parent, issued, expires, "
+                        "max_expires, renewable, audit_session, data, revoked, mac) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        [Q_LEASE_DEL] = "DELETE FROM leases WHERE id = ?1",
+        [Q_LEASE_LOAD] = "SELECT id, kind, owner, owner_uid, object, parent, issued, expires, max_expires, "
+                         "renewable, audit_session, data, revoked, mac FROM leases",
 };
+
+/* Leases came after schema version 1 was released; the table is added to
+ * stores that lack it (the schema version stays: older daemons ignore it). */
+static const char lease_schema_sql[] =
+        "CREATE TABLE IF NOT EXISTS leases("
+        " id BLOB PRIMARY KEY CHECK (length(id) = 16),"
+        " kind TEXT NOT NULL,"
+        " owner TEXT NOT NULL,"
+        " owner_uid INTEGER NOT NULL,"
+        " object TEXT NOT NULL,"
+        " parent BLOB,"
+        " issued INTEGER NOT NULL,"
+        " expires INTEGER NOT NULL,"
+        " max_expires INTEGER NOT NULL,"
+        " renewable INTEGER NOT NULL,"
+        " audit_session INTEGER NOT NULL,"
+        " data TEXT NOT NULL,"
+        " revoked INTEGER NOT NULL DEFAULT 0,"
+        " mac BLOB NOT NULL) WITHOUT ROWID;";
 
 static const char schema_sql[] =
         "CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
@@ -446,8 +474,10 @@ static int check_schema(struct store *s) {
                               "EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')", v, 2);
         if (rc < 0)
                 return rc;
-        if (v[0] == 0)
-                return exec(s, schema_sql);
+        if (v[0] == 0) {
+                rc = exec(s, schema_sql);
+                return rc < 0 ? rc : exec(s, lease_schema_sql);
+        }
         if (!v[1])
                 return fail(s, -EBADMSG, "%s is not a coffer store (it has tables but no meta table)", STORE_DB_NAME);
         rc = query_i64(s, "SELECT value FROM meta WHERE key = 'schema_version'", v, 1);
@@ -462,7 +492,7 @@ static int check_schema(struct store *s) {
                             (long long) v[0], STORE_SCHEMA_VERSION);
         if (v[0] < 1)
                 return fail(s, -EBADMSG, "the store has an invalid schema_version %lld", (long long) v[0]);
-        return 0;
+        return exec(s, lease_schema_sql);
 }
 
 /* Check or create the schema in one transaction, so a crash cannot leave a
@@ -999,4 +1029,110 @@ int store_secret_destroy(struct store *s, const char *name, uint64_t version) {
         if (!s->in_tx)
                 after_commit(s);
         return 0;
+}
+
+/* ---- leases ---- */
+
+int store_lease_put(struct store *s, const struct store_lease *l) {
+        if (!s || !l || !l->kind || !l->owner || !l->object || !l->data)
+                return -EINVAL;
+        sqlite3_stmt *q = s->q[Q_LEASE_PUT];
+        int rc = bind_blob(s, q, 1, l->id, 16);
+        if (rc == 0 && sqlite3_bind_text(q, 2, l->kind, -1, SQLITE_STATIC) != SQLITE_OK)
+                rc = sqerr(s, sqlite3_errcode(s->db));
+        if (rc == 0 && sqlite3_bind_text(q, 3, l->owner, -1, SQLITE_STATIC) != SQLITE_OK)
+                rc = sqerr(s, sqlite3_errcode(s->db));
+        if (rc == 0)
+                rc = bind_i64(s, q, 4, l->owner_uid);
+        if (rc == 0 && sqlite3_bind_text(q, 5, l->object, -1, SQLITE_STATIC) != SQLITE_OK)
+                rc = sqerr(s, sqlite3_errcode(s->db));
+        if (rc == 0 && l->has_parent)
+                rc = bind_blob(s, q, 6, l->parent, 16);
+        if (rc == 0)
+                rc = bind_i64(s, q, 7, l->issued);
+        if (rc == 0)
+                rc = bind_i64(s, q, 8, l->expires);
+        if (rc == 0)
+                rc = bind_i64(s, q, 9, l->max_expires);
+        if (rc == 0)
+                rc = bind_i64(s, q, 10, l->renewable);
+        if (rc == 0)
+                rc = bind_i64(s, q, 11, l->audit_session);
+        if (rc == 0 && sqlite3_bind_text(q, 12, l->data, -1, SQLITE_STATIC) != SQLITE_OK)
+                rc = sqerr(s, sqlite3_errcode(s->db));
+        if (rc == 0)
+                rc = bind_i64(s, q, 13, l->revoked);
+        if (rc == 0)
+                rc = bind_blob(s, q, 14, l->mac, sizeof(l->mac));
+        if (rc < 0) {
+                resetp(&q);
+                return rc;
+        }
+        rc = write_begin(s);
+        if (rc == 0)
+                rc = run(s, q);
+        else
+                resetp(&q);
+        return write_end(s, rc);
+}
+
+int store_lease_delete(struct store *s, const uint8_t id[static 16]) {
+        if (!s)
+                return -EINVAL;
+        sqlite3_stmt *q = s->q[Q_LEASE_DEL];
+        int rc = bind_blob(s, q, 1, id, 16);
+        if (rc < 0) {
+                resetp(&q);
+                return rc;
+        }
+        rc = write_begin(s);
+        if (rc == 0)
+                rc = run(s, q);
+        else
+                resetp(&q);
+        return write_end(s, rc);
+}
+
+static const char *col_text(sqlite3_stmt *q, int i) {
+        const unsigned char *t = sqlite3_column_type(q, i) == SQLITE_TEXT ? sqlite3_column_text(q, i) : NULL;
+        return t ? (const char *) t : NULL;
+}
+
+int store_lease_load(struct store *s, int (*cb)(void *ud, const struct store_lease *l), void *ud) {
+        if (!s || !cb)
+                return -EINVAL;
+        _cleanup_reset_ sqlite3_stmt *q = s->q[Q_LEASE_LOAD];
+        size_t n = 0;
+        int rc;
+        while ((rc = step(s, q)) > 0) {
+                struct store_lease l = { 0 };
+                const void *id = sqlite3_column_blob(q, 0), *parent = sqlite3_column_blob(q, 5),
+                           *mac = sqlite3_column_blob(q, 13);
+                l.kind = col_text(q, 1);
+                l.owner = col_text(q, 2);
+                l.object = col_text(q, 4);
+                l.data = col_text(q, 11);
+                if (!id || sqlite3_column_bytes(q, 0) != 16 || !l.kind || !l.owner || !l.object || !l.data ||
+                    !mac || sqlite3_column_bytes(q, 13) != (int) sizeof(l.mac) ||
+                    (parent && sqlite3_column_bytes(q, 5) != 16))
+                        return fail(s, -EBADMSG, "the leases table has a malformed row");
+                memcpy(l.id, id, 16);
+                if (parent) {
+                        memcpy(l.parent, parent, 16);
+                        l.has_parent = true;
+                }
+                memcpy(l.mac, mac, sizeof(l.mac));
+                l.owner_uid = (uint32_t) sqlite3_column_int64(q, 3);
+                l.issued = (uint64_t) sqlite3_column_int64(q, 6);
+                l.expires = (uint64_t) sqlite3_column_int64(q, 7);
+                l.max_expires = (uint64_t) sqlite3_column_int64(q, 8);
+                l.renewable = sqlite3_column_int64(q, 9) != 0;
+                l.audit_session = (uint32_t) sqlite3_column_int64(q, 10);
+                l.revoked = (uint64_t) sqlite3_column_int64(q, 12);
+                rc = cb(ud, &l);
+                if (rc < 0)
+                        return rc;
+                n++;
+        }
+        return rc < 0 ? rc : (int) (n > INT32_MAX ? INT32_MAX : n);
 }

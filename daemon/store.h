@@ -57,3 +57,27 @@ int store_secret_undelete(struct store *s, const char *name, uint64_t version);
 /* Remove the ciphertext for good; the version row stays, marked destroyed. */
 int store_secret_destroy(struct store *s, const char *name, uint64_t version);
 void store_strv_free(char **v, size_t n);
+
+/* Leases (metadata only; no secret in them). mac binds every other column
+ * under a key derived from the master key: see lease.c. */
+struct store_lease {
+        uint8_t id[16];
+        const char *kind;
+        const char *owner;
+        uint32_t owner_uid;
+        const char *object;
+        bool has_parent;
+        uint8_t parent[16];
+        uint64_t issued, expires, max_expires;
+        bool renewable;
+        uint32_t audit_session;
+        const char *data;
+        uint64_t revoked;          /* unix seconds, 0 = live */
+        uint8_t mac[32];
+};
+/* Insert or replace by id. */
+int store_lease_put(struct store *s, const struct store_lease *l);
+int store_lease_delete(struct store *s, const uint8_t id[static 16]);
+/* Call cb for every row (pointers valid during the call); stops at cb's
+ * first negative return. Returns the row count or a negative errno. */
+int store_lease_load(struct store *s, int (*cb)(void *ud, const struct store_lease *l), void *ud);

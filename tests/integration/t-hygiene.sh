@@ -11,10 +11,10 @@ exec 7<&-
 init_keyfile
 printf 'v' | "$COFFER" put hy/x 2>/dev/null
 S=/proc/$DAEMON_PID/status
-want=0000000000084000   # (1 << CAP_SYS_PTRACE=19) | (1 << CAP_IPC_LOCK=14)
-ok "effective capabilities are only CAP_SYS_PTRACE and CAP_IPC_LOCK" grep -qx "CapEff:[[:space:]]*$want" "$S"
-ok "permitted capabilities are the same two" grep -qx "CapPrm:[[:space:]]*$want" "$S"
-ok "the bounding set holds only those two" grep -qx "CapBnd:[[:space:]]*$want" "$S"
+want=0000000000084001   # (1 << CAP_SYS_PTRACE=19) | (1 << CAP_IPC_LOCK=14) | (1 << CAP_CHOWN=0)
+ok "effective capabilities are only CAP_SYS_PTRACE, CAP_IPC_LOCK and CAP_CHOWN" grep -qx "CapEff:[[:space:]]*$want" "$S"
+ok "permitted capabilities are the same three" grep -qx "CapPrm:[[:space:]]*$want" "$S"
+ok "the bounding set holds only those three" grep -qx "CapBnd:[[:space:]]*$want" "$S"
 ok "no inheritable capabilities" grep -qx "CapInh:[[:space:]]*0000000000000000" "$S"
 ok "umask is 0077" grep -qx "Umask:[[:space:]]*0077" "$S"
 ok "core dumps are off (RLIMIT_CORE 0)" sh -c 'grep "^Max core file size" "$1" | awk "{exit !(\$5 == 0 && \$6 == 0)}"' _ "/proc/$DAEMON_PID/limits"

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The token engine: JWTs signed with Ed25519 keys derived from the master key
+ * (never stored), their JWKS, and the revocation list. And derived keys. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jwt.h"
+#include "lease.h"
+
+struct cofferd;
+struct tokens;
+
+int tokens_new(struct tokens **out);
+void tokens_free(struct tokens *t);
+/* Derive the signing keys (creating the first one in a new store) and
+ * publish the JWKS. */
+int tokens_unsealed(struct cofferd *d);
+/* Wipe the signing keys. */
+void tokens_sealed(struct cofferd *d);
+
+struct token_subject {
+        uint32_t uid;
+        const char *sub;           /* user name, or the unit for a service */
+        const char *unit;          /* "" = none */
+};
+/* Sign a token for aud living ttl seconds (bounded by parent), under a new
+ * token lease (child of parent when given). out gets the JWT. */
+int token_mint(struct cofferd *d, const struct token_subject *s, const char *aud, uint64_t ttl,
+               struct lease *parent, char *out, size_t outsz, struct lease **lease_out);
+/* Rewrite the revocation list file (revoked tokens not yet expired). */
+int tokens_write_revocations(struct cofferd *d);
