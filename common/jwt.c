@@ -317,7 +317,7 @@ int jwt_sign(const struct jwt_claims *c, const char *kid, const uint8_t sk[64], 
                 jw_claim_u64(&w, "uid", c->uid);
         jw_raw(&w, "}");
         if (w.err)
-                return w.err; /* -E2BIG: could not fit in a token anyway */
+                return w.err; /* -EINVAL: not UTF-8; -E2BIG: could never fit in JWT_MAX */
 
         total = b64_len(h.len) + 1 + b64_len(w.len) + 1 + SIG_B64_LEN;
         if (total > JWT_MAX || total >= outsz)
@@ -720,8 +720,9 @@ static bool read_id(struct jp *j, char out[JWT_ID_LEN + 1], const char *why) {
         return true;
 }
 
-/* A string, or a non-empty array of strings of which the first is kept. */
-static bool read_aud(struct jp *j, char *out, unsigned depth) {
+/* A string, or a non-empty array of strings of which the first is kept. The
+ * array is at depth 2 (aud is a member of the outermost object). */
+static bool read_aud(struct jp *j, char *out) {
         static const char why[] = "aud is not a string or a non-empty array of strings";
         size_t n;
 
@@ -729,8 +730,6 @@ static bool read_aud(struct jp *j, char *out, unsigned depth) {
                 return parse_string(j, out, JWT_STR_MAX, &n);
         if (peek(j) != '[')
                 return fail(j, why);
-        if (depth + 1 > JSON_DEPTH_MAX)
-                return FAIL(j, "nesting deeper than 8");
         j->pos++;
         for (bool first = true;; first = false) {
                 skip_ws(j);
@@ -801,7 +800,7 @@ static bool payload_member(struct jp *j, const char *name, unsigned depth, void 
         if (strcmp(name, "sub") == 0)
                 return read_string(j, c->sub, JWT_STR_MAX, &n, "sub is not a string");
         if (strcmp(name, "aud") == 0)
-                return read_aud(j, c->aud, depth);
+                return read_aud(j, c->aud);
         if (strcmp(name, "iat") == 0)
                 return read_uint(j, INT_CLAIM_MAX, &c->iat, "iat is not an integer in [0, 2^53)");
         if (strcmp(name, "nbf") == 0)
@@ -885,6 +884,9 @@ int jwt_parse(const char *token, size_t len, struct jwt_parsed *p, const char **
 }
 
 int jwt_verify_sig(const char *token, const struct jwt_parsed *p, const uint8_t pk[32]) {
+        /* 0 only in what a failed jwt_parse() left behind: never verifies. */
+        if (p->signing_input_len == 0)
+                return -EBADMSG;
         if (crypto_sign_verify_detached(p->sig, (const unsigned char *) token, p->signing_input_len, pk) != 0)
                 return -EBADMSG;
         return 0;

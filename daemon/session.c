@@ -134,7 +134,8 @@ static int write_cred(int dfd, const char *file, const void *p, size_t n, uid_t 
         if (fd < 0)
                 return -errno;
         int rc = write_all(fd, p, n);
-        if (rc == 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, 0400) < 0))
+        /* Mode first: once the file is the user's, only they may chmod it. */
+        if (rc == 0 && (fchmod(fd, 0400) < 0 || fchown(fd, uid, gid) < 0))
                 rc = -errno;
         return rc;
 }
@@ -356,7 +357,7 @@ int process_lease_renew(struct request *r) {
                 ttl = l->expires > l->issued ? l->expires - l->issued : 1;
         rc = lease_renew(r->d->leases, l, ttl, now_unix());
         if (rc == -EPERM)
-                return ops_fail(r, rc, "lease %s (%s) is not renewable: a token's expiry is part of the token; "
+                return ops_fail(r, -EOPNOTSUPP, "lease %s (%s) is not renewable: a token's expiry is part of the token; "
                                        "issue a new one", r->lease, lease_kind_name(l->kind));
         if (rc < 0)
                 return ops_store_fail(r, rc, "renew");
@@ -554,7 +555,7 @@ int process_session_open(struct request *r) {
                         delivered++;
         }
         /* Complete: hand the directory to the user, read-only. */
-        if (rc == 0 && (fchown(dfd, pw.pw_uid, pw.pw_gid) < 0 || fchmod(dfd, 0500) < 0))
+        if (rc == 0 && (fchmod(dfd, 0500) < 0 || fchown(dfd, pw.pw_uid, pw.pw_gid) < 0))
                 rc = -errno;
         if (rc < 0) {
                 wire_writer_free(&creds);

@@ -8,6 +8,7 @@ COFFERD="$top_builddir/cofferd"
 COFFER="$top_builddir/coffer"
 RAWCLIENT="$top_builddir/tests/integration/rawclient"
 CROWD="$top_builddir/tests/integration/crowd"
+SESSIONTOOL="$top_builddir/tests/integration/sessiontool"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/coffer-test.XXXXXX")
 chmod 0755 "$T"

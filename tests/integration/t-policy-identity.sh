@@ -55,11 +55,14 @@ COPY=(env LD_LIBRARY_PATH="$top_builddir/.libs" "$BIN/coffer-copy")   # the copy
 COPYEXE=$(as "$U" "${COPY[@]}" whoami --json 2>/dev/null | jfield exe)
 [ "$COPYEXE" = "$BIN/coffer-copy" ] || { note "the copy is seen as '$COPYEXE', not $BIN/coffer-copy"; EXE_OK=; }
 
-# session: writing a uid to /proc/self/loginuid (as pam_loginuid does) starts an audit session
-WITH_SESS() { sh -c 'echo 1234 >/proc/self/loginuid && exec "$@"' _ "$@"; }
+# session: writing a uid to /proc/self/loginuid (as pam_loginuid does) starts an audit session;
+# session:login means a coffer login session (as pam_coffer opens) is open for it.
+export SESSIONTOOL U
+WITH_SESS() { sh -c 'echo 1234 >/proc/self/loginuid && "$SESSIONTOOL" open "$U" >/dev/null && exec "$@"' _ "$@"; }
+AUDIT_ONLY() { sh -c 'echo 1234 >/proc/self/loginuid && exec "$@"' _ "$@"; }
 NO_SESS() { sh -c '[ "$(cat /proc/self/sessionid)" = 4294967295 ] || echo 4294967295 >/proc/self/loginuid; exec "$@"' _ "$@"; }
 SESS_OK= SESS_WHY=
-s_yes=$(WITH_SESS $AS_U "$COFFER" whoami --json 2>/dev/null | jfield audit_session)
+s_yes=$(AUDIT_ONLY $AS_U "$COFFER" whoami --json 2>/dev/null | jfield audit_session)
 s_no=$(NO_SESS $AS_U "$COFFER" whoami --json 2>/dev/null)
 if [ -z "$s_yes" ] || [ "$s_yes" = null ]; then
     SESS_WHY="writing /proc/self/loginuid gives no audit session here (got '$s_yes')"
@@ -137,14 +140,17 @@ L() { grep -n -- "$1" "$P/10-id.policy" | head -1 | cut -d: -f1; }
 
 # ---- session:login ----
 if [ -n "$SESS_OK" ]; then
-    ok_out "session: inside an audit session (loginuid set) the read is allowed" '^sess/a-value$' \
+    ok_out "session: inside a coffer login session (loginuid set, session opened) the read is allowed" '^sess/a-value$' \
         WITH_SESS $AS_U "$COFFER" get sess/a
     denied "session: outside any login session the read is denied" secret:sess/a NO_SESS $AS_U "$COFFER" get sess/a
+    denied "session: an audit session with no coffer session open is not a login session" secret:sess/a \
+        AUDIT_ONLY $AS_U "$COFFER" get sess/a
     exits_out "session: explain for self inside a session names the rule" 0 \
         "^allow: allowed by ([^ ]*/)?10-id\\.policy:$(L secret:sess):" WITH_SESS $AS_U "$COFFER" policy explain read secret:sess/a
 else
-    skipn 3 "$SESS_WHY" "session: inside an audit session the read is allowed" \
-        "session: outside any login session the read is denied" "session: explain for self inside a session"
+    skipn 4 "$SESS_WHY" "session: inside an audit session the read is allowed" \
+        "session: outside any login session the read is denied" "session: an audit session with no coffer session" \
+        "session: explain for self inside a session"
 fi
 exits_out "session: explain --user --session allows" 0 "^allow: allowed by ([^ ]*/)?10-id\\.policy:$(L secret:sess):" \
     "$COFFER" policy explain read secret:sess/a --user "$U" --session
