@@ -46,6 +46,10 @@ COFFER_API const char *coffer_default_socket(void);
  * the peer process the kernel reports has one of those uids. */
 COFFER_API COFFER_WUR int coffer_connect(coffer **out, const char *path);
 COFFER_API void coffer_disconnect(coffer *c);
+/* Give up on a request after ms milliseconds without progress (0 = wait
+ * forever; the default is 60 s). A timed-out request fails with -ETIMEDOUT
+ * and leaves the connection unusable: reconnect. */
+COFFER_API COFFER_WUR int coffer_set_timeout(coffer *c, unsigned ms);
 /* Last error message of the calling thread; never NULL. */
 COFFER_API const char *coffer_last_error(void);
 
@@ -208,11 +212,13 @@ typedef struct coffer_session {
         uint64_t expires;
         size_t ncreds;
         coffer_session_cred *creds;
-        size_t ndenied;              /* offered by the login map but not allowed by policy */
+        size_t ndenied;              /* offered by the login map but not delivered: not allowed
+                                      * by policy, or the secret does not exist */
 } coffer_session;
 COFFER_API COFFER_WUR int coffer_session_open(coffer *c, coffer_session **out, const coffer_session_request *req);
 COFFER_API void coffer_session_free(coffer_session *s);
-/* Close the session with this id; with id NULL, the newest open session of
+/* Close the session with this id (when match->user is given, only if the
+ * session is that user's); with id NULL, the newest open session of
  * match->user in the caller's audit session (and match->service/tty when
  * given). Revokes everything under it and removes its directory. Returns 1
  * when a session was closed, 0 when there was none (already closed). */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libcoffer: never logs; returns -errno and keeps a message per thread. */
 #include <errno.h>
+#include <sys/time.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -23,7 +25,11 @@ struct coffer {
         int fd;
         pthread_mutex_t lock;
         uint32_t next_id;
+        unsigned timeout_ms;
+        bool broken;       /* a timeout left a frame half-sent or half-read */
 };
+
+#define DEFAULT_TIMEOUT_MS 60000u
 
 struct coffer_secret {
         size_t len;
@@ -57,9 +63,11 @@ COFFER_API const char *coffer_default_socket(void) {
 /* ---- connect ---- */
 
 static bool uid_expected(uid_t uid) {
-        if (uid == 0 || uid == getuid())
+        /* Effective uid and secure_getenv: in a setuid program (su, sudo)
+         * the real uid and the environment belong to the caller. */
+        if (uid == 0 || uid == geteuid())
                 return true;
-        const char *name = getenv("COFFER_DAEMON_USER");
+        const char *name = secure_getenv("COFFER_DAEMON_USER");
         struct passwd pw, *res = NULL;
         char buf[1024];
         return getpwnam_r(name && *name ? name : "coffer", &pw, buf, sizeof(buf), &res) == 0 && res &&
@@ -86,7 +94,7 @@ COFFER_API int coffer_connect(coffer **out, const char *path) {
         if (sodium_init() < 0)
                 return set_error(-EIO, "libsodium failed to initialize");
         if (!path)
-                path = getenv(COFFER_SOCKET_ENV);
+                path = secure_getenv(COFFER_SOCKET_ENV);
         if (!path || !*path)
                 path = COFFER_DEFAULT_SOCKET;
         if (!strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), path))
@@ -116,6 +124,8 @@ COFFER_API int coffer_connect(coffer **out, const char *path) {
         }
         c->fd = fd;
         c->next_id = 1;
+        if (coffer_set_timeout(c, DEFAULT_TIMEOUT_MS) < 0)
+                c->timeout_ms = 0; /* setsockopt on a fresh socket does not fail; if it did, block */
         pthread_mutex_init(&c->lock, NULL);
         *out = c;
         return 0;
@@ -140,6 +150,24 @@ static void reply_free(struct reply *r) {
         secbuf_wipe(&r->body);
 }
 
+COFFER_API int coffer_set_timeout(coffer *c, unsigned ms) {
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+        if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+            setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+                return set_error(-errno, "cannot set the timeout: %s", strerror(errno));
+        c->timeout_ms = ms;
+        return 0;
+}
+
+static int io_error(coffer *c, const char *what) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->broken = true;
+                return set_error(-ETIMEDOUT, "cofferd did not answer within %u ms (is it stopped or overloaded?); "
+                                             "reconnect and retry", c->timeout_ms);
+        }
+        return set_error(-errno, "%s cofferd failed: %s", what, strerror(errno));
+}
+
 static int send_frame(coffer *c, const struct wire_writer *w, int fd) {
         size_t off = 0;
         char cbuf[CMSG_SPACE(sizeof(int))];
@@ -160,7 +188,7 @@ static int send_frame(coffer *c, const struct wire_writer *w, int fd) {
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
-                        return set_error(-errno, "sending to cofferd failed: %s", strerror(errno));
+                        return io_error(c, "sending to");
                 off += (size_t) n;
         }
         return 0;
@@ -173,7 +201,7 @@ static int recv_exact(coffer *c, uint8_t *p, size_t n) {
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0)
-                        return set_error(-errno, "reading from cofferd failed: %s", strerror(errno));
+                        return io_error(c, "reading from");
                 if (k == 0)
                         return set_error(-ECONNRESET, "cofferd closed the connection");
                 off += (size_t) k;
@@ -220,6 +248,11 @@ static int call_fd(coffer *c, uint16_t op, const struct wire_writer *req, int fd
                 return set_error(-E2BIG, "request too large (values are limited to 1 MiB)");
         wire_writer_init(&w);
         pthread_mutex_lock(&c->lock);
+        if (c->broken) {
+                pthread_mutex_unlock(&c->lock);
+                wire_writer_free(&w);
+                return set_error(-ECONNRESET, "this connection timed out earlier and is unusable; reconnect");
+        }
         uint32_t id = c->next_id++;
         wire_frame_begin(&w, op, id);
         if (req)
@@ -860,8 +893,7 @@ COFFER_API int coffer_session_close(coffer *c, const char *id, const coffer_sess
         wire_writer_init(&w);
         if (id)
                 wire_put_str(&w, T_LEASE_ID, id);
-        else
-                put_session_req(&w, match);
+        put_session_req(&w, match);
         int rc = call(c, OP_SESSION_CLOSE, &w, &r);
         wire_writer_free(&w);
         if (rc < 0)

@@ -39,8 +39,9 @@ static void log_msg(const char *fmt, ...) {
 int session_root_prepare(struct cofferd *d) {
         struct statfs sf;
         char err[512];
-        /* Users must be able to reach their own directory inside. */
-        if (mkdir(d->session_dir, 0755) < 0 && errno != EEXIST)
+        /* Users must be able to reach their own directory inside, but not
+         * list the others' ids. */
+        if (mkdir(d->session_dir, 0711) < 0 && errno != EEXIST)
                 return -errno;
         struct stat st;
         if (lstat(d->session_dir, &st) < 0)
@@ -49,7 +50,7 @@ int session_root_prepare(struct cofferd *d) {
                 log_msg("cofferd: the session directory %s is not a directory", d->session_dir);
                 return -ENOTDIR;
         }
-        if (st.st_uid == d->self_uid && (st.st_mode & 0777) != 0755 && chmod(d->session_dir, 0755) < 0)
+        if (st.st_uid == d->self_uid && (st.st_mode & 0777) != 0711 && chmod(d->session_dir, 0711) < 0)
                 return -errno;
         if (check_owner_mode(d->session_dir, d->self_uid, err, sizeof(err)) < 0) {
                 log_msg("cofferd: refusing the session directory: %s", err);
@@ -615,6 +616,10 @@ int process_session_close(struct request *r) {
                 return rc;
         char hex[40];
         struct lease *l = NULL;
+        struct passwd pw, *pwr = NULL;
+        char buf[4096];
+        if (q.user[0] && (getpwnam_r(q.user, &pw, buf, sizeof(buf), &pwr) != 0 || !pwr))
+                return ops_fail(r, -ENOENT, "unknown user '%s'", q.user);
         rc = wire_get_str(r->msg, T_LEASE_ID, hex, sizeof(hex));
         if (rc == 0) {
                 uint8_t id[LEASE_ID_SIZE];
@@ -622,13 +627,11 @@ int process_session_close(struct request *r) {
                         return ops_fail(r, -EINVAL, "malformed session id");
                 strcpy_bounded(r->lease, sizeof(r->lease), hex);
                 l = lease_find(r->d->leases, id);
-                if (l && (l->kind != LEASE_SESSION || l->revoked))
+                /* A session id from the PAM environment is only a hint: it
+                 * must be a session of the user being closed. */
+                if (l && (l->kind != LEASE_SESSION || l->revoked || (pwr && l->owner_uid != pw.pw_uid)))
                         l = NULL;
-        } else if (q.user[0]) {
-                struct passwd pw, *pwr = NULL;
-                char buf[4096];
-                if (getpwnam_r(q.user, &pw, buf, sizeof(buf), &pwr) != 0 || !pwr)
-                        return ops_fail(r, -ENOENT, "unknown user '%s'", q.user);
+        } else if (pwr) {
                 struct match_ctx c = { .uid = pw.pw_uid, .asid = r->peer->audit_session, .q = &q };
                 lease_foreach(r->d->leases, match_one, &c);
                 l = c.best;
