@@ -343,3 +343,110 @@ int cmd_key(struct cli *cli, int argc, char **argv) {
         coffer_secret_free(k);
         return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
+
+/* ---- grant ---- */
+
+#define GRANT_USAGE                                                                                               \
+        "grant create --secret NAME [--uses N] [--ttl DURATION] [--for-user USER | --for-unit GLOB]\n"           \
+        "       coffer grant redeem GRANT|-\n"                                                                   \
+        "       coffer grant revoke GRANT|ID|-"
+
+static int grant_create(struct cli *cli, int argc, char **argv) {
+        static const struct option opts[] = {
+                { "secret", required_argument, NULL, 's' },   { "uses", required_argument, NULL, 'n' },
+                { "ttl", required_argument, NULL, 't' },      { "for-user", required_argument, NULL, 'u' },
+                { "for-unit", required_argument, NULL, 'U' }, { "json", no_argument, NULL, 'j' },
+                {},
+        };
+        coffer_grant_request q = { 0 };
+        uint64_t uses = 1;
+        bool json = cli->json;
+        int o;
+        while ((o = getopt_long(argc, argv, "s:n:t:u:U:j", opts, NULL)) >= 0) {
+                switch (o) {
+                case 's': q.secret = optarg; break;
+                case 'n':
+                        if (!cli_u64("--uses", optarg, 1, 10000, &uses))
+                                return EXIT_USAGE;
+                        break;
+                case 't':
+                        if (!parse_ttl(optarg, &q.ttl_sec))
+                                return EXIT_USAGE;
+                        break;
+                case 'u': q.for_user = optarg; break;
+                case 'U': q.for_unit = optarg; break;
+                case 'j': json = true; break;
+                default: return cli_usage(GRANT_USAGE);
+                }
+        }
+        if (!q.secret || optind != argc)
+                return cli_usage(GRANT_USAGE);
+        if (q.for_user && q.for_unit) {
+                fprintf(stderr, "coffer: give --for-user or --for-unit, not both\n");
+                return EXIT_USAGE;
+        }
+        q.uses = (unsigned) uses;
+        coffer *c;
+        char grant[COFFER_GRANT_MAX], id[COFFER_LEASE_ID_LEN + 1], exp[32];
+        uint64_t expires = 0;
+        int rc = cli_connect(cli, &c);
+        if (rc)
+                return rc;
+        rc = coffer_grant_create(c, grant, id, &expires, &q);
+        coffer_disconnect(c);
+        if (rc < 0)
+                return cli_fail(rc, "grant create");
+        fmt_time(expires, exp, sizeof(exp));
+        if (json)
+                printf("{\"grant\":\"%s\",\"id\":\"%s\",\"expires\":%llu,\"uses\":%u}\n", grant, id,
+                       (unsigned long long) expires, q.uses);
+        else {
+                puts(grant);
+                fprintf(stderr, "grant %s: %u use(s) of %s until %s; revoke with `coffer grant revoke %s`\n", id,
+                        q.uses, q.secret, exp, id);
+        }
+        explicit_bzero(grant, sizeof(grant));
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+static int grant_redeem_or_revoke(struct cli *cli, int argc, char **argv, bool redeem) {
+        if (argc != 2)
+                return cli_usage(GRANT_USAGE);
+        char *g = token_arg(argv[1]);
+        if (!g) {
+                fprintf(stderr, "coffer: cannot read the grant from stdin\n");
+                return EXIT_FAIL;
+        }
+        coffer *c;
+        coffer_secret *v = NULL;
+        int rc = cli_connect(cli, &c);
+        if (rc) {
+                free(g);
+                return rc;
+        }
+        rc = redeem ? coffer_grant_redeem(c, &v, NULL, g) : coffer_grant_revoke(c, g);
+        coffer_disconnect(c);
+        explicit_bzero(g, strlen(g));
+        free(g);
+        if (rc < 0)
+                return cli_fail(rc, redeem ? "grant redeem" : "grant revoke");
+        if (v) {
+                fwrite(coffer_secret_data(v), 1, coffer_secret_size(v), stdout);
+                coffer_secret_free(v);
+        } else
+                puts("revoked");
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+int cmd_grant(struct cli *cli, int argc, char **argv) {
+        if (argc < 2)
+                return cli_usage(GRANT_USAGE);
+        optind = 0;
+        if (strcmp(argv[1], "create") == 0)
+                return grant_create(cli, argc - 1, argv + 1);
+        if (strcmp(argv[1], "redeem") == 0)
+                return grant_redeem_or_revoke(cli, argc - 1, argv + 1, true);
+        if (strcmp(argv[1], "revoke") == 0)
+                return grant_redeem_or_revoke(cli, argc - 1, argv + 1, false);
+        return cli_usage(GRANT_USAGE);
+}

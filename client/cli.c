@@ -37,6 +37,10 @@ static const struct subcommand commands[] = {
           "       coffer token verify TOKEN|- [--aud AUDIENCE] [--json]\n"
           "       coffer token jwks | rotate" },
         { "key", cmd_key, "key derive NAME [--bytes N] [--raw]" },
+        { "grant", cmd_grant,
+          "grant create --secret NAME [--uses N] [--ttl DURATION] [--for-user USER | --for-unit GLOB]\n"
+          "       coffer grant redeem GRANT|-\n"
+          "       coffer grant revoke GRANT|ID|-" },
 };
 
 static void help(FILE *f) {

@@ -256,6 +256,31 @@ COFFER_API COFFER_WUR int coffer_token_rotate(coffer *c, char kid[64]);
  * bytes 16..64. The same (principal, name) always gives the same key. */
 COFFER_API COFFER_WUR int coffer_key_derive(coffer *c, coffer_secret **key, const char *name, size_t bytes);
 
+/* ---- One-time grants: sudo-less delegation of one secret ----
+ * A user whom policy allows `delegate` on secret:NAME creates a grant; another
+ * principal (a batch job, a scheduler's service account) redeems it. The
+ * grant string is "cgr1_" followed by base64url: high entropy, shown once,
+ * stored by the daemon only as a hash. */
+#define COFFER_GRANT_MAX 128u
+typedef struct coffer_grant_request {
+        const char *secret;          /* secret name */
+        unsigned uses;               /* 0 = 1 */
+        uint64_t ttl_sec;            /* 0 = the daemon's default (1 h) */
+        const char *for_user;        /* only this user may redeem; NULL = anyone policy lets through */
+        const char *for_unit;        /* only processes in a unit matching this glob; NULL = any */
+} coffer_grant_request;
+/* grant receives the grant string (NUL-terminated, COFFER_GRANT_MAX bytes
+ * at most), id its lease id (for `coffer lease` and revoke). */
+COFFER_API COFFER_WUR int coffer_grant_create(coffer *c, char grant[COFFER_GRANT_MAX], char id[COFFER_LEASE_ID_LEN + 1],
+                                              uint64_t *expires_out, const coffer_grant_request *req);
+/* Redeem once: *value receives the secret, name (if not NULL) its name.
+ * -EACCES when the grant is for someone else, -ENOENT when it does not exist,
+ * was used up, expired or was revoked (the message says which when known). */
+COFFER_API COFFER_WUR int coffer_grant_redeem(coffer *c, coffer_secret **value, char name[COFFER_NAME_MAX + 1],
+                                              const char *grant);
+/* Revoke by grant string or by lease id; only its creator (or an admin). */
+COFFER_API COFFER_WUR int coffer_grant_revoke(coffer *c, const char *grant_or_id);
+
 #ifdef __cplusplus
 }
 #endif

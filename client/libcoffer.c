@@ -1018,3 +1018,91 @@ COFFER_API int coffer_key_derive(coffer *c, coffer_secret **key, const char *nam
         reply_free(&r);
         return rc;
 }
+
+/* ---- grants ---- */
+
+COFFER_API int coffer_grant_create(coffer *c, char grant[COFFER_GRANT_MAX], char id[COFFER_LEASE_ID_LEN + 1],
+                                   uint64_t *expires_out, const coffer_grant_request *req) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        grant[0] = 0;
+        if (id)
+                id[0] = 0;
+        if (!req || name_check(req->secret) < 0)
+                return set_error(-EINVAL, "give the secret to delegate (a valid secret name)");
+        wire_writer_init(&w);
+        wire_put_str(&w, T_NAME, req->secret);
+        if (req->uses)
+                wire_put_u64(&w, T_COUNT, req->uses);
+        if (req->ttl_sec)
+                wire_put_u64(&w, T_TTL, req->ttl_sec);
+        if (req->for_user)
+                wire_put_str(&w, T_USER, req->for_user);
+        if (req->for_unit)
+                wire_put_str(&w, T_UNIT, req->for_unit);
+        int rc = call(c, OP_GRANT_CREATE, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_bytes(&r.msg, T_TOKEN, &p, &n) < 0 || n == 0 || n >= COFFER_GRANT_MAX)
+                rc = set_error(-EBADMSG, "malformed grant reply from cofferd");
+        else {
+                memcpy(grant, p, n);
+                grant[n] = 0;
+                if (id)
+                        wire_get_str(&r.msg, T_LEASE_ID, id, COFFER_LEASE_ID_LEN + 1);
+                if (expires_out)
+                        wire_get_u64(&r.msg, T_EXPIRES, expires_out);
+        }
+        reply_free(&r);
+        return rc;
+}
+
+static void put_grant(struct wire_writer *w, const char *grant_or_id) {
+        if (proto_lease_id_valid(grant_or_id))
+                wire_put_str(w, T_LEASE_ID, grant_or_id);
+        else
+                wire_put_bytes(w, T_TOKEN, grant_or_id, strlen(grant_or_id));
+}
+
+COFFER_API int coffer_grant_redeem(coffer *c, coffer_secret **value, char name[COFFER_NAME_MAX + 1],
+                                   const char *grant) {
+        struct wire_writer w;
+        struct reply r;
+        const uint8_t *p;
+        size_t n;
+        uint64_t v = 0;
+        *value = NULL;
+        if (!grant || !*grant || strlen(grant) >= COFFER_GRANT_MAX)
+                return set_error(-EINVAL, "give the grant string (cgr1_...)");
+        wire_writer_init(&w);
+        wire_put_bytes(&w, T_TOKEN, grant, strlen(grant));
+        int rc = call(c, OP_GRANT_REDEEM, &w, &r);
+        wire_writer_free(&w);
+        if (rc < 0)
+                return rc;
+        if (wire_get_bytes(&r.msg, T_VALUE, &p, &n) < 0 || wire_get_u64(&r.msg, T_VERSION, &v) < 0)
+                rc = set_error(-EBADMSG, "malformed redeem reply from cofferd");
+        else if (!(*value = secret_new(p, n, v)))
+                rc = set_error(-ENOMEM, "out of guarded memory (locked-memory limit?)");
+        if (rc == 0 && name && wire_get_str(&r.msg, T_NAME, name, COFFER_NAME_MAX + 1) < 0)
+                name[0] = 0;
+        reply_free(&r);
+        return rc;
+}
+
+COFFER_API int coffer_grant_revoke(coffer *c, const char *grant_or_id) {
+        struct wire_writer w;
+        struct reply r;
+        if (!grant_or_id || !*grant_or_id || strlen(grant_or_id) >= COFFER_GRANT_MAX)
+                return set_error(-EINVAL, "give the grant string or its id");
+        wire_writer_init(&w);
+        put_grant(&w, grant_or_id);
+        int rc = call(c, OP_GRANT_REVOKE, &w, &r);
+        wire_writer_free(&w);
+        if (rc == 0)
+                reply_free(&r);
+        return rc;
+}

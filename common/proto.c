@@ -304,6 +304,9 @@ const char *proto_op_name(uint16_t op) {
         case OP_TOKEN_JWKS: return "token-jwks";
         case OP_TOKEN_ROTATE: return "token-rotate";
         case OP_KEY_DERIVE: return "key-derive";
+        case OP_GRANT_CREATE: return "grant-create";
+        case OP_GRANT_REDEEM: return "grant-redeem";
+        case OP_GRANT_REVOKE: return "grant-revoke";
         default: return "unknown";
         }
 }

@@ -37,6 +37,9 @@ enum proto_op {
         OP_TOKEN_JWKS   = 66,
         OP_TOKEN_ROTATE = 67,
         OP_KEY_DERIVE   = 72,
+        OP_GRANT_CREATE = 80,
+        OP_GRANT_REDEEM = 81,
+        OP_GRANT_REVOKE = 82,
         OP_ERROR        = 0xffff, /* reply only */
 };
 

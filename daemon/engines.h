@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Request handlers of the lease-based engines: leases and login sessions
- * (session.c), tokens and derived keys (token.c). */
+ * (session.c), tokens and derived keys (token.c), grants (grant.c). */
 #pragma once
 
 #include "ops.h"
@@ -15,3 +15,6 @@ int process_token_verify(struct request *r);
 int process_token_jwks(struct request *r);
 int process_token_rotate(struct request *r);
 int process_key_derive(struct request *r);
+int process_grant_create(struct request *r);
+int process_grant_redeem(struct request *r);
+int process_grant_revoke(struct request *r);

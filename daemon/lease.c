@@ -40,6 +40,7 @@ const char *lease_kind_name(uint8_t kind) {
         switch (kind) {
         case LEASE_SESSION: return "session";
         case LEASE_TOKEN: return "token";
+        case LEASE_GRANT: return "grant";
         default: return "unknown";
         }
 }
@@ -49,6 +50,8 @@ int lease_kind_from_name(const char *name) {
                 return LEASE_SESSION;
         if (strcmp(name, "token") == 0)
                 return LEASE_TOKEN;
+        if (strcmp(name, "grant") == 0)
+                return LEASE_GRANT;
         return -EINVAL;
 }
 
@@ -526,14 +529,31 @@ int lease_renew(struct lease_mgr *m, struct lease *l, uint64_t ttl, uint64_t now
         return 0;
 }
 
-/* Revoke one lease (its children are already gone). Token leases stay, marked
- * revoked, until they would have expired; others go at once. */
+int lease_set_data(struct lease_mgr *m, struct lease *l, const char *data) {
+        if (!m->have_key)
+                return -ENOKEY;
+        char *n = strdup(data), *old = l->data;
+        if (!n)
+                return -ENOMEM;
+        l->data = n;
+        int rc = persist(m, l);
+        if (rc < 0) {
+                l->data = old;
+                free(n);
+                return rc;
+        }
+        free(old);
+        return 0;
+}
+
+/* Revoke one lease (its children are already gone). Token and grant leases
+ * stay, marked revoked, until they would have expired; others go at once. */
 static int revoke_one(struct lease_mgr *m, struct lease *l, const char *why, uint64_t now, bool expired) {
         int rc = 0;
         if (m->on_revoke && !l->revoked)
                 m->on_revoke(m->ud, l, why);
         unlink_child(l);
-        if (!l->revoked && l->kind == LEASE_TOKEN && !expired && l->expires > now) {
+        if (!l->revoked && (l->kind == LEASE_TOKEN || l->kind == LEASE_GRANT) && !expired && l->expires > now) {
                 count_live(m, l, -1);
                 l->revoked = now;
                 rc = persist(m, l);

@@ -8,8 +8,9 @@
  * row per lease, each with a MAC under a key derived from the master key, so
  * a row added or edited while cofferd was down is revoked, not believed.
  *
- * A revoked token lease stays (marked revoked) until it would have expired,
- * so that `token verify` and the revocation list can say "revoked". */
+ * A revoked token or grant lease stays (marked revoked) until it would have
+ * expired, so that `token verify`, the revocation list and a late redeem can
+ * say "revoked" or "used up". */
 #pragma once
 
 #include <stdbool.h>
@@ -20,6 +21,7 @@
 enum lease_kind {
         LEASE_SESSION = 1,
         LEASE_TOKEN = 2,
+        LEASE_GRANT = 3,
 };
 
 #define LEASE_ID_SIZE 16
@@ -78,6 +80,8 @@ int lease_create(struct lease_mgr *m, const struct lease_new *n, unsigned cap, u
 struct lease *lease_find(struct lease_mgr *m, const uint8_t id[static LEASE_ID_SIZE]);
 /* new expiry = min(now + ttl, max_expires); -EPERM when not renewable. */
 int lease_renew(struct lease_mgr *m, struct lease *l, uint64_t ttl, uint64_t now);
+/* Replace the kind-specific data (persisted, under the MAC). */
+int lease_set_data(struct lease_mgr *m, struct lease *l, const char *data);
 /* Revoke l and everything under it. Returns how many leases were revoked. */
 int lease_revoke(struct lease_mgr *m, struct lease *l, const char *why, uint64_t now);
 /* Revoke every live lease whose "KIND/OBJECT" starts with prefix. */

@@ -558,6 +558,9 @@ static const struct op ops[] = {
         { OP_TOKEN_ROTATE, NEED_UNSEALED | AUTH_FIXED | WRITES, POL_ADMIN, "store:token-rotate",
           process_token_rotate },
         { OP_KEY_DERIVE, NEED_UNSEALED, POL_ISSUE, NULL, process_key_derive },
+        { OP_GRANT_CREATE, NEED_UNSEALED | WRITES, POL_DELEGATE, NULL, process_grant_create },
+        { OP_GRANT_REDEEM, NEED_UNSEALED | WRITES, POL_READ, NULL, process_grant_redeem },
+        { OP_GRANT_REVOKE, NEED_UNSEALED | WRITES, 0, NULL, process_grant_revoke },
 };
 
 static const struct op *op_find(uint16_t code) {

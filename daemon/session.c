@@ -382,7 +382,7 @@ int process_lease_revoke(struct request *r) {
         int rc = wire_get_str(r->msg, T_PREFIX, prefix, sizeof(prefix));
         if (rc == 0) {
                 if (!prefix_valid(prefix))
-                        return ops_fail(r, -EINVAL, "a prefix is KIND/... with KIND session or token, e.g. "
+                        return ops_fail(r, -EINVAL, "a prefix is KIND/... with KIND session, token or grant, e.g. "
                                                     "token/token:inference-api");
                 snprintf(r->object, sizeof(r->object), "lease:all");
                 snprintf(r->detail, sizeof(r->detail), "prefix=%s", prefix);
