@@ -18,6 +18,7 @@ void config_defaults(struct config *c) {
         c->max_connections_per_uid = 512;
         c->idle_timeout_sec = 60;
         strcpy_bounded(c->login_map, sizeof(c->login_map), COFFER_DEFAULT_LOGIN_MAP);
+        strcpy_bounded(c->creds_map, sizeof(c->creds_map), COFFER_DEFAULT_CREDS_MAP);
         c->session_ttl_sec = 24 * 3600;
         c->token_ttl_sec = 3600;
         c->token_max_ttl_sec = 24 * 3600;
@@ -88,6 +89,10 @@ static int apply(struct config *c, const char *k, const char *v) {
                 return set_string(c->revocation_list, sizeof(c->revocation_list), v);
         if (strcmp(k, "login_map") == 0)
                 return strcpy_bounded(c->login_map, sizeof(c->login_map), v) ? 0 : -EINVAL;
+        if (strcmp(k, "creds_socket") == 0)
+                return set_string(c->creds_socket, sizeof(c->creds_socket), v);
+        if (strcmp(k, "creds_map") == 0)
+                return strcpy_bounded(c->creds_map, sizeof(c->creds_map), v) ? 0 : -EINVAL;
         if (strcmp(k, "token_issuer") == 0)
                 return set_string(c->token_issuer, sizeof(c->token_issuer), v);
         if (strcmp(k, "session_ttl") == 0)

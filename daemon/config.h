@@ -20,6 +20,8 @@ struct config {
         char jwks_path[PATH_MAX];
         char revocation_list[PATH_MAX];
         char login_map[PATH_MAX];      /* what a login session gets; "" = nothing */
+        char creds_socket[108];        /* systemd LoadCredential= socket; "" = RUNTIME/creds.sock, "none" = off */
+        char creds_map[PATH_MAX];      /* credential name -> secret; "" = same names */
         char token_issuer[256];        /* "" = coffer@HOSTNAME */
         unsigned session_ttl_sec;      /* default and maximum session lease */
         unsigned token_ttl_sec;        /* default token lifetime */

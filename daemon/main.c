@@ -41,12 +41,13 @@ static int die(const char *fmt, ...) {
 static void usage(void) {
         puts("Usage: cofferd [--config FILE] [--state-dir DIR] [--socket PATH] [--audit-log FILE] [--policy-dir DIR]\n"
              "               [--session-dir DIR] [--login-map FILE] [--jwks FILE] [--revocation-list FILE]\n"
+             "               [--creds-socket PATH|none] [--creds-map FILE]\n"
              "Runs the coffer daemon in the foreground. See cofferd(8).");
 }
 
 struct args {
         const char *config, *state_dir, *socket, *audit_log, *policy_dir;
-        const char *session_dir, *login_map, *jwks, *revocations;
+        const char *session_dir, *login_map, *jwks, *revocations, *creds_socket, *creds_map;
 };
 
 static int parse_args(int argc, char **argv, struct args *a) {
@@ -57,6 +58,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
                 { "version", no_argument, NULL, 'V' },
                 { "session-dir", required_argument, NULL, 'S' }, { "login-map", required_argument, NULL, 'L' },
                 { "jwks", required_argument, NULL, 'J' }, { "revocation-list", required_argument, NULL, 'R' },
+                { "creds-socket", required_argument, NULL, 'C' }, { "creds-map", required_argument, NULL, 'M' },
                 {},
         };
         int c;
@@ -71,6 +73,8 @@ static int parse_args(int argc, char **argv, struct args *a) {
                 case 'L': a->login_map = optarg; break;
                 case 'J': a->jwks = optarg; break;
                 case 'R': a->revocations = optarg; break;
+                case 'C': a->creds_socket = optarg; break;
+                case 'M': a->creds_map = optarg; break;
                 case 'h': usage(); return 0;
                 case 'V': puts("cofferd " COFFER_VERSION); return 0;
                 default: return -EINVAL;
@@ -113,22 +117,22 @@ static int prepare_state_dir(struct cofferd *d) {
         return 0;
 }
 
-static int make_listener(struct cofferd *d, int nlisten) {
-        if (nlisten > 0) {
-                if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
-                        return die("the socket passed by systemd is not a listening AF_UNIX stream socket");
-                /* Inherited sockets are blocking; the accept loop must not be. */
-                int fl = fcntl(SD_LISTEN_FDS_START, F_GETFL);
-                if (fl < 0 || fcntl(SD_LISTEN_FDS_START, F_SETFL, fl | O_NONBLOCK) < 0)
-                        return die("cannot make the passed socket non-blocking: %s", strerror(errno));
-                d->listen_fd = SD_LISTEN_FDS_START;
-                return 0;
-        }
+static int passed_socket(int fd, const char *name) {
+        if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0)
+                return die("the socket systemd passed as '%s' is not a listening AF_UNIX stream socket", name);
+        /* Inherited sockets are blocking; the accept loops must not be. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                return die("cannot make the passed socket non-blocking: %s", strerror(errno));
+        return 0;
+}
+
+static int bind_socket(const char *path, mode_t mode, int *out) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (!strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), d->cfg.socket))
-                return die("socket path too long: %s", d->cfg.socket);
+        if (!strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), path))
+                return die("socket path too long: %s", path);
         char dir[sizeof(sa.sun_path)];
-        strcpy_bounded(dir, sizeof(dir), d->cfg.socket);
+        strcpy_bounded(dir, sizeof(dir), path);
         char *slash = strrchr(dir, '/');
         if (slash && slash != dir) {
                 *slash = 0;
@@ -138,16 +142,45 @@ static int make_listener(struct cofferd *d, int nlisten) {
         struct stat st;
         if (lstat(sa.sun_path, &st) == 0) {
                 if (!S_ISSOCK(st.st_mode))
-                        return die("%s exists and is not a socket; remove it or choose another --socket", sa.sun_path);
+                        return die("%s exists and is not a socket; remove it or choose another path", sa.sun_path);
                 unlink(sa.sun_path);
         }
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0)
                 return die("cannot listen on %s: %s", sa.sun_path, strerror(errno));
-        /* Anyone may connect; what they get is decided from their peer credentials. */
-        if (chmod(sa.sun_path, 0666) < 0)
+        if (chmod(sa.sun_path, mode) < 0)
                 return die("chmod %s: %s", sa.sun_path, strerror(errno));
-        d->listen_fd = fd;
+        *out = fd;
+        return 0;
+}
+
+/* With socket activation, the fd named "creds" is the credential socket and
+ * the other one the API socket; without, both are made here. */
+static int make_listener(struct cofferd *d, int nlisten, char **names) {
+        if (nlisten > 0) {
+                for (int i = 0; i < nlisten; i++) {
+                        int fd = SD_LISTEN_FDS_START + i;
+                        const char *name = names && names[i] ? names[i] : "unknown";
+                        if (passed_socket(fd, name))
+                                return 1;
+                        if (strcmp(name, "creds") == 0)
+                                d->creds_fd = fd;
+                        else if (d->listen_fd < 0)
+                                d->listen_fd = fd;
+                        else
+                                return die("systemd passed more than one API socket (name them 'coffer' and "
+                                           "'creds' with FileDescriptorName=)");
+                }
+                if (d->listen_fd < 0)
+                        return die("systemd passed no API socket, only the credential socket");
+                return 0;
+        }
+        /* Anyone may connect to the API socket; what they get is decided from
+         * their peer credentials. Only root (systemd) asks for credentials. */
+        if (bind_socket(d->cfg.socket, 0666, &d->listen_fd))
+                return 1;
+        if (d->creds_path[0] && bind_socket(d->creds_path, 0600, &d->creds_fd))
+                return 1;
         return 0;
 }
 
@@ -256,6 +289,8 @@ static int load_config(struct cofferd *d, const struct args *a) {
                 return die("--policy-dir too long");
         if (a->login_map && !strcpy_bounded(d->cfg.login_map, sizeof(d->cfg.login_map), a->login_map))
                 return die("--login-map too long");
+        if (a->creds_map && !strcpy_bounded(d->cfg.creds_map, sizeof(d->cfg.creds_map), a->creds_map))
+                return die("--creds-map too long");
         /* Runtime files live next to the socket unless placed elsewhere. */
         strcpy_bounded(d->runtime_dir, sizeof(d->runtime_dir), d->cfg.socket);
         char *slash = strrchr(d->runtime_dir, '/');
@@ -268,6 +303,13 @@ static int load_config(struct cofferd *d, const struct args *a) {
             runtime_path(d->revocation_path, a->revocations, d->cfg.revocation_list, d->runtime_dir,
                          "revoked.json"))
                 return die("a runtime path is too long");
+        const char *cs = a->creds_socket ? a->creds_socket : d->cfg.creds_socket;
+        if (strcmp(cs, "none") == 0)
+                d->creds_path[0] = 0;
+        else if (cs[0] ? !strcpy_bounded(d->creds_path, sizeof(d->creds_path), cs)
+                       : snprintf(d->creds_path, sizeof(d->creds_path), "%s/creds.sock", d->runtime_dir) >=
+                                 (int) sizeof(d->creds_path))
+                return die("the credential socket path is too long (at most 107 bytes)");
         if (d->cfg.audit_log[0])
                 strcpy_bounded(d->audit_path, sizeof(d->audit_path), d->cfg.audit_log);
         else if (snprintf(d->audit_path, sizeof(d->audit_path), "%.4000s/audit.log", d->cfg.state_dir) < 0)
@@ -285,6 +327,7 @@ static int open_leases(struct cofferd *d) {
                 return die("cannot load the leases from the store: %s (%s)", strerror(-rc), store_errmsg(d->store));
         fprintf(stderr, "cofferd: %d live lease(s) loaded\n", rc);
         server_load_login_map(d);
+        server_load_creds_map(d);
         return 0;
 }
 
@@ -336,17 +379,18 @@ static int run(struct cofferd *d) {
 
 int main(int argc, char **argv) {
         struct args a = { 0 };
-        static struct cofferd d = { .listen_fd = -1 };
+        static struct cofferd d = { .listen_fd = -1, .creds_fd = -1 };
         int rc = parse_args(argc, argv, &a);
         if (rc <= 0)
                 return rc < 0 ? 2 : 0;
-        int nlisten = sd_listen_fds(1);
+        char **names = NULL;
+        int nlisten = sd_listen_fds_with_names(1, &names);
         sanitize_fds(nlisten);
         if (harden_process() < 0 || sodium_init() < 0)
                 return die("cannot harden the process or initialize libsodium");
         d.self_uid = geteuid();
         if (load_config(&d, &a) || load_policy(&d) || prepare_state_dir(&d) || open_store(&d) ||
-            make_listener(&d, nlisten) || open_leases(&d))
+            make_listener(&d, nlisten, names) || open_leases(&d))
                 return 1;
         unseal_from_credential(&d);
         if ((rc = drop_capabilities()) < 0)
@@ -361,5 +405,11 @@ int main(int argc, char **argv) {
         policy_free(d.policy);
         if (nlisten <= 0 && d.listen_fd >= 0)
                 unlink(d.cfg.socket);
+        if (nlisten <= 0 && d.creds_fd >= 0)
+                unlink(d.creds_path);
+        free(d.creds_map);
+        for (int i = 0; names && i < (nlisten > 0 ? nlisten : 0); i++)
+                free(names[i]);
+        free(names);
         return rc;
 }

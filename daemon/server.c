@@ -19,6 +19,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "creds.h"
 #include "loginmap.h"
 #include "ops.h"
 #include "server.h"
@@ -467,6 +468,24 @@ int server_load_policy(struct cofferd *d, bool allow_empty, char *err, size_t er
         return (int) policy_rule_count(p);
 }
 
+int server_load_creds_map(struct cofferd *d) {
+        char err[2048] = "";
+        struct creds_map *m = malloc(sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        int rc = creds_map_load(m, d->cfg.creds_map, d->self_uid, err, sizeof(err));
+        if (rc < 0) {
+                log_msg("cofferd: CREDS MAP NOT LOADED, %s: %s", d->creds_map ? "the old one stays in force"
+                                                                              : "credential names map to secrets of the same name",
+                        err);
+                free(m);
+                return rc;
+        }
+        free(d->creds_map);
+        d->creds_map = m;
+        return 0;
+}
+
 int server_load_login_map(struct cofferd *d) {
         char err[2048] = "";
         struct login_map *m = malloc(sizeof(*m));
@@ -502,6 +521,7 @@ void server_reload(struct cofferd *d) {
         memcpy(c.policy_dir, d->cfg.policy_dir, sizeof(c.policy_dir));
         d->cfg = c;
         server_load_login_map(d);
+        server_load_creds_map(d);
         int rc = server_load_policy(d, false, err, sizeof(err));
         if (rc < 0)
                 log_msg("cofferd: configuration reloaded; policy NOT reloaded, the old one stays in force: %s", err);
@@ -524,6 +544,8 @@ int server_start(struct cofferd *d) {
                         return rc;
         }
         server_leases_changed(d);
+        if (d->creds_fd >= 0 && (rc = creds_start(d, d->creds_fd)) < 0)
+                return rc;
         return sd_event_add_time_relative(d->event, &d->sweep_src, CLOCK_MONOTONIC, 1000000, 100000, on_sweep, d);
 }
 
@@ -534,6 +556,7 @@ void server_stop(struct cofferd *d) {
         d->sweep_src = sd_event_source_disable_unref(d->sweep_src);
         d->lease_src = sd_event_source_disable_unref(d->lease_src);
         d->session_check_src = sd_event_source_disable_unref(d->session_check_src);
+        creds_stop(d);
         free(d->uids);
         d->uids = NULL;
         d->nuids = 0;

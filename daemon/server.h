@@ -54,6 +54,12 @@ struct cofferd {
         char jwks_path[4096];
         char revocation_path[4096];
         bool revlist_dirty;                /* a token was revoked: rewrite the list */
+        /* The systemd credential responder (creds.c). */
+        char creds_path[108];              /* "" = not served */
+        int creds_fd;                      /* -1 = none */
+        sd_event_source *creds_src;
+        struct creds_conn *creds_conns;
+        struct creds_map *creds_map;       /* NULL = names map to secrets of the same name */
 };
 
 int server_start(struct cofferd *d);
@@ -69,6 +75,7 @@ void server_stop(struct cofferd *d);
 void server_reload(struct cofferd *d);
 /* (Re)load the login map; on error the old one stays. */
 int server_load_login_map(struct cofferd *d);
+int server_load_creds_map(struct cofferd *d);
 /* Load the policy dir; on success replace the policy in force. Returns the
  * rule count or -errno with err set (file:line:col). An empty policy is
  * refused (-ENODATA) unless allow_empty: a reload must not silently turn

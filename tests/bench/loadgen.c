@@ -2,24 +2,34 @@
 /*
  * loadgen: closed-loop load for cofferd and for echod, through one code path.
  *
- *   loadgen --socket PATH --clients C --seconds T --mode get|echo
- *           [--name NAME] [--label LABEL] [--max-ops N] [--warmup-ms MS]
+ *   loadgen --socket PATH --clients C --seconds T --mode get|echo|lib-get|token
+ *           [--name NAME] [--audience AUD] [--ttl SEC] [--label LABEL]
+ *           [--max-ops N] [--warmup-ms MS] [--max]
  *
- * Each of C threads owns one connection and does blocking round trips: build
- * an OP_GET frame for NAME with the wire writer, send it, read one whole
- * reply. Only the check of the reply differs by mode (get: a GET reply with a
- * T_VALUE; echo: the request's own body back), so the coffer/echo ratio is
- * the daemon's cost. Latencies go to a per-thread histogram (1 us buckets,
- * no locks). Prints one line:
+ * Each of C threads owns one connection and does blocking round trips.
+ * get and echo: build an OP_GET frame for NAME with the wire writer, send it,
+ * read one whole reply. Only the check of the reply differs (get: a GET reply
+ * with a T_VALUE; echo: the request's own body back), so the coffer/echo
+ * ratio is the daemon's cost.
+ * lib-get and token go through libcoffer as an application would:
+ * coffer_get(NAME), or coffer_token_issue(AUD, TTL) with the token freed at
+ * once; lib-get is the baseline that token is compared with, since both pay
+ * the same client-side cost (guarded memory for every reply).
+ * Latencies go to a per-thread histogram (1 us buckets, no locks). Prints one
+ * line (max_us only with --max):
  *
- *   bench LABEL clients=C ops_per_s=X p50_us=Y p99_us=Z
+ *   bench LABEL clients=C ops_per_s=X p50_us=Y p99_us=Z [max_us=M]
  *
  * and exits non-zero, without that line, if any request failed.
+ *
+ * SIGUSR1 ends the measured window early (--seconds is then an upper bound),
+ * for a window whose end is known only when it comes.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,6 +42,7 @@
 
 #include <sodium.h>
 
+#include "coffer.h"
 #include "proto.h"
 #include "util.h"
 #include "wire.h"
@@ -42,13 +53,16 @@
 #define HIST_FINE       65536u /* 1 us buckets: 0 .. 65.535 ms */
 #define HIST_COARSE     65536u /* 1 ms buckets: up to 65.5 s, last one open */
 
-enum mode { MODE_GET, MODE_ECHO };
+enum mode { MODE_GET, MODE_ECHO, MODE_LIB_GET, MODE_TOKEN };
 enum phase { PHASE_WARMUP, PHASE_MEASURE, PHASE_STOP };
 
 struct opts {
         const char *socket;
         const char *name;
         const char *label;
+        const char *audience;
+        uint64_t ttl;
+        bool show_max;
         enum mode mode;
         unsigned clients;
         double seconds;
@@ -65,6 +79,7 @@ struct worker {
         const struct opts *o;
         pthread_t thread;
         int fd;
+        coffer *c;           /* lib-get and token modes */
         uint64_t quota;      /* measured ops to do; 0 = unlimited */
         struct wire_writer req;
         uint8_t *rbuf;
@@ -75,6 +90,7 @@ struct worker {
         uint64_t errors;     /* error replies; the thread carries on */
         bool fatal;          /* broken connection or protocol: the thread stopped */
         uint64_t last_ns;    /* completion time of the last measured op */
+        uint64_t max_ns;     /* slowest measured op */
         char first_error[160];
 };
 
@@ -239,6 +255,31 @@ static bool round_trip(struct worker *w, uint32_t id) {
         return true;
 }
 
+static bool is_lib_mode(enum mode m) {
+        return m == MODE_LIB_GET || m == MODE_TOKEN;
+}
+
+/* One libcoffer call. A timeout or a broken connection stops the thread. */
+static bool lib_round_trip(struct worker *w) {
+        coffer_secret *s = NULL;
+        uint64_t expires = 0;
+        int r;
+
+        if (w->o->mode == MODE_TOKEN)
+                r = coffer_token_issue(w->c, &s, w->o->audience, w->o->ttl, &expires);
+        else
+                r = coffer_get(w->c, &s, w->o->name, 0);
+        coffer_secret_free(s);
+        if (r == -ETIMEDOUT || r == -EPIPE || r == -ECONNRESET || r == -EPROTO) {
+                worker_fail(w, true, "%s: %s", w->o->mode == MODE_TOKEN ? "token issue" : "get", coffer_last_error());
+                return false;
+        }
+        if (r < 0)
+                worker_fail(w, false, "server refused %s: %s (%s)", w->o->mode == MODE_TOKEN ? "token issue" : "get",
+                            strerror(-r), coffer_last_error());
+        return true;
+}
+
 static void *worker_main(void *arg) {
         struct worker *w = arg;
 
@@ -247,7 +288,7 @@ static void *worker_main(void *arg) {
                 if (atomic_load_explicit(&phase, memory_order_acquire) == PHASE_STOP)
                         break;
                 uint64_t t0 = now_ns();
-                if (!round_trip(w, id))
+                if (!(is_lib_mode(w->o->mode) ? lib_round_trip(w) : round_trip(w, id)))
                         break;
                 uint64_t t1 = now_ns();
                 /* Counted only if it finished inside the measured window. */
@@ -255,6 +296,8 @@ static void *worker_main(void *arg) {
                         continue;
                 hist_add(w->h, t1 - t0);
                 w->last_ns = t1;
+                if (t1 - t0 > w->max_ns)
+                        w->max_ns = t1 - t0;
                 if (++w->ops == w->quota)
                         break;
         }
@@ -278,6 +321,13 @@ static int connect_unix(const char *path) {
         return fd;
 }
 
+static int lib_connect(struct worker *w) {
+        int r = coffer_connect(&w->c, w->o->socket);
+        if (r < 0)
+                fprintf(stderr, "loadgen: %s\n", coffer_last_error());
+        return r; /* libcoffer's own 60 s timeout: a stall that long fails the run */
+}
+
 static int worker_init(struct worker *w, const struct opts *o, unsigned i) {
         w->o = o;
         w->fd = -1;
@@ -289,6 +339,8 @@ static int worker_init(struct worker *w, const struct opts *o, unsigned i) {
         w->h = calloc(1, sizeof *w->h); /* untouched pages stay unmapped */
         if (!w->rbuf || !w->h)
                 return -ENOMEM;
+        if (is_lib_mode(o->mode))
+                return lib_connect(w);
         w->fd = connect_unix(o->socket);
         return w->fd < 0 ? w->fd : 0;
 }
@@ -296,6 +348,8 @@ static int worker_init(struct worker *w, const struct opts *o, unsigned i) {
 static void worker_done(struct worker *w) {
         if (w->fd >= 0)
                 close(w->fd);
+        if (w->c)
+                coffer_disconnect(w->c);
         wire_writer_free(&w->req);
         if (w->rbuf)
                 sodium_memzero(w->rbuf, w->rcap); /* held a secret value */
@@ -309,8 +363,14 @@ static void sleep_ns(uint64_t ns) {
                 ;
 }
 
-/* Warm up, then measure until the time is up or every quota is done. */
-static uint64_t drive(const struct opts *o) {
+/* Sleep up to ns; true when SIGUSR1 (blocked in every thread) came. */
+static bool wait_tick(const sigset_t *stop, uint64_t ns) {
+        struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
+        return sigtimedwait(stop, NULL, &ts) == SIGUSR1;
+}
+
+/* Warm up, then measure until the time is up, every quota is done, or SIGUSR1. */
+static uint64_t drive(const struct opts *o, const sigset_t *stop) {
         pthread_barrier_wait(&start_barrier);
         sleep_ns(o->warmup_ms * 1000000u);
         uint64_t start = now_ns();
@@ -318,7 +378,8 @@ static uint64_t drive(const struct opts *o) {
         uint64_t deadline = start + (uint64_t)(o->seconds * 1e9);
         for (uint64_t t = start; t < deadline && atomic_load(&running) > 0; t = now_ns()) {
                 uint64_t left = deadline - t;
-                sleep_ns(left < 10000000u ? left : 10000000u);
+                if (wait_tick(stop, left < 10000000u ? left : 10000000u))
+                        break;
         }
         atomic_store_explicit(&phase, PHASE_STOP, memory_order_release);
         return start;
@@ -326,7 +387,7 @@ static uint64_t drive(const struct opts *o) {
 
 static int report(const struct opts *o, struct worker *ws, uint64_t start) {
         uint64_t *fine = calloc(HIST_FINE, sizeof *fine), *coarse = calloc(HIST_COARSE, sizeof *coarse);
-        uint64_t ops = 0, errors = 0, end = start;
+        uint64_t ops = 0, errors = 0, end = start, max_ns = 0;
         unsigned broken = 0;
         const char *first = NULL;
 
@@ -347,6 +408,8 @@ static int report(const struct opts *o, struct worker *ws, uint64_t start) {
                 broken += w->fatal;
                 if (w->last_ns > end)
                         end = w->last_ns;
+                if (w->max_ns > max_ns)
+                        max_ns = w->max_ns;
                 if (!first && w->first_error[0])
                         first = w->first_error;
         }
@@ -356,9 +419,12 @@ static int report(const struct opts *o, struct worker *ws, uint64_t start) {
                         o->label, errors, broken, o->clients, ops, first ? first : "no request completed in the measured window");
                 ret = 1;
         } else {
-                printf("bench %s clients=%u ops_per_s=%.0f p50_us=%" PRIu64 " p99_us=%" PRIu64 "\n",
-                       o->label, o->clients, (double)ops * 1e9 / (double)(end - start),
+                printf("bench %s clients=%u ops_per_s=%.0f p50_us=%" PRIu64 " p99_us=%" PRIu64, o->label,
+                       o->clients, (double)ops * 1e9 / (double)(end - start),
                        hist_quantile(fine, coarse, ops, 0.50), hist_quantile(fine, coarse, ops, 0.99));
+                if (o->show_max)
+                        printf(" max_us=%" PRIu64, (max_ns + 500) / 1000);
+                printf("\n");
         }
         free(fine);
         free(coarse);
@@ -367,9 +433,14 @@ static int report(const struct opts *o, struct worker *ws, uint64_t start) {
 
 static int run(const struct opts *o) {
         struct worker *ws = calloc(o->clients, sizeof *ws);
+        sigset_t stop;
         unsigned started = 0;
         int ret = 1;
 
+        /* Blocked before any thread starts, so only drive() takes it. */
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &stop, NULL);
         if (!ws || pthread_barrier_init(&start_barrier, NULL, o->clients + 1) != 0) {
                 fprintf(stderr, "loadgen: out of memory\n");
                 free(ws);
@@ -391,7 +462,7 @@ static int run(const struct opts *o) {
                         /* Threads already waiting on the barrier would hang: give up hard. */
                         _exit(1);
                 }
-        uint64_t start = drive(o);
+        uint64_t start = drive(o, &stop);
         for (unsigned i = 0; i < started; i++)
                 pthread_join(ws[i].thread, NULL);
         ret = report(o, ws, start);
@@ -413,9 +484,22 @@ static bool parse_seconds(const char *s, double *out) {
         return true;
 }
 
+static bool parse_mode(const char *s, enum mode *out) {
+        static const struct { const char *name; enum mode mode; } modes[] = {
+                { "get", MODE_GET }, { "echo", MODE_ECHO }, { "lib-get", MODE_LIB_GET }, { "token", MODE_TOKEN },
+        };
+        for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+                if (strcmp(s, modes[i].name) == 0) {
+                        *out = modes[i].mode;
+                        return true;
+                }
+        return false;
+}
+
 static void usage(FILE *f) {
-        fprintf(f, "usage: loadgen --socket PATH --clients C --seconds T --mode get|echo\n"
-                   "               [--name NAME] [--label LABEL] [--max-ops N] [--warmup-ms MS]\n");
+        fprintf(f, "usage: loadgen --socket PATH --clients C --seconds T --mode get|echo|lib-get|token\n"
+                   "               [--name NAME] [--audience AUD] [--ttl SEC] [--label LABEL]\n"
+                   "               [--max-ops N] [--warmup-ms MS] [--max]\n");
 }
 
 static int parse_opts(int argc, char *argv[], struct opts *o) {
@@ -424,13 +508,16 @@ static int parse_opts(int argc, char *argv[], struct opts *o) {
                 { "seconds", required_argument, NULL, 't' }, { "mode", required_argument, NULL, 'm' },
                 { "name", required_argument, NULL, 'n' },    { "label", required_argument, NULL, 'l' },
                 { "max-ops", required_argument, NULL, 'o' }, { "warmup-ms", required_argument, NULL, 'w' },
+                { "audience", required_argument, NULL, 'a' }, { "ttl", required_argument, NULL, 'T' },
+                { "max", no_argument, NULL, 'M' },
                 { "help", no_argument, NULL, 'h' },          { 0 }
         };
         uint64_t v;
         bool have_mode = false, have_warmup = false, have_seconds = false;
         int c;
 
-        *o = (struct opts){ .name = "bench/small", .clients = 1, .seconds = 5.0, .warmup_ms = 500 };
+        *o = (struct opts){ .name = "bench/small", .audience = "bench-api", .ttl = 300, .clients = 1, .seconds = 5.0,
+                            .warmup_ms = 500 };
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
                 case 's': o->socket = optarg; break;
@@ -447,11 +534,16 @@ static int parse_opts(int argc, char *argv[], struct opts *o) {
                         have_seconds = true;
                         break;
                 case 'm':
-                        if (strcmp(optarg, "get") != 0 && strcmp(optarg, "echo") != 0)
-                                return fprintf(stderr, "loadgen: --mode must be get or echo: %s\n", optarg), -EINVAL;
-                        o->mode = optarg[0] == 'g' ? MODE_GET : MODE_ECHO;
+                        if (!parse_mode(optarg, &o->mode))
+                                return fprintf(stderr, "loadgen: --mode must be get, echo, lib-get or token: %s\n", optarg), -EINVAL;
                         have_mode = true;
                         break;
+                case 'a': o->audience = optarg; break;
+                case 'T':
+                        if (parse_u64(optarg, 1, 366u * 86400u, &o->ttl) < 0)
+                                return fprintf(stderr, "loadgen: --ttl must be 1..31622400 seconds: %s\n", optarg), -EINVAL;
+                        break;
+                case 'M': o->show_max = true; break;
                 case 'o':
                         if (parse_u64(optarg, 1, UINT64_MAX, &o->max_ops) < 0)
                                 return fprintf(stderr, "loadgen: --max-ops must be a positive integer: %s\n", optarg), -EINVAL;
@@ -471,6 +563,8 @@ static int parse_opts(int argc, char *argv[], struct opts *o) {
         }
         if (!proto_name_valid(o->name))
                 return fprintf(stderr, "loadgen: --name is not a valid secret name: %s\n", o->name), -EINVAL;
+        if (!proto_audience_valid(o->audience))
+                return fprintf(stderr, "loadgen: --audience is not a valid audience: %s\n", o->audience), -EINVAL;
         if (o->max_ops && o->max_ops < o->clients)
                 return fprintf(stderr, "loadgen: --max-ops must be at least --clients\n"), -EINVAL;
         /* A quick check by count: no warm-up, no time limit unless asked. */
@@ -478,8 +572,11 @@ static int parse_opts(int argc, char *argv[], struct opts *o) {
                 o->warmup_ms = 0;
         if (o->max_ops && !have_seconds)
                 o->seconds = SECONDS_MAX;
-        if (!o->label)
-                o->label = o->mode == MODE_GET ? "coffer-get" : "echo";
+        if (!o->label) {
+                static const char *const labels[] = { [MODE_GET] = "coffer-get", [MODE_ECHO] = "echo",
+                                                      [MODE_LIB_GET] = "coffer-lib-get", [MODE_TOKEN] = "token-issue" };
+                o->label = labels[o->mode];
+        }
         return 0;
 }
 

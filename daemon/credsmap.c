@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What the credential responder parses: systemd's peer address and the creds
+ * map. Apart from the serving code so that it can be fuzzed alone. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "creds.h"
+#include "util.h"
+
+/* ---- parsing ---- */
+
+static bool unit_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '@' || c == '.' ||
+               c == '_' || c == '-' || c == ':' || c == '\\';
+}
+
+/* systemd's credential names: printable, no '/', not "." or "..". */
+static bool cred_name_ok(const char *s, size_t n) {
+        if (n == 0 || n > CREDS_NAME_MAX || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) s[i] <= 0x20 || (unsigned char) s[i] >= 0x7f || s[i] == '/')
+                        return false;
+        return true;
+}
+
+int creds_parse_address(const char *addr, size_t len, char unit[static 256], char cred[static CREDS_NAME_MAX + 1]) {
+        /* \0 RANDOM /unit/ UNIT / CRED */
+        if (len < 2 || addr[0] != 0)
+                return -EINVAL;
+        const char *p = addr + 1, *end = addr + len;
+        const char *u = memmem(p, (size_t) (end - p), "/unit/", 6);
+        if (!u || u == p)
+                return -EINVAL;
+        for (const char *q = p; q < u; q++)
+                if (*q == '/' || *q == 0)
+                        return -EINVAL;
+        u += 6;
+        const char *slash = memchr(u, '/', (size_t) (end - u));
+        if (!slash || slash == u || (size_t) (slash - u) > 255)
+                return -EINVAL;
+        for (const char *q = u; q < slash; q++)
+                if (!unit_char(*q))
+                        return -EINVAL;
+        const char *c = slash + 1;
+        size_t cn = (size_t) (end - c);
+        if (!cred_name_ok(c, cn))
+                return -EINVAL;
+        memcpy(unit, u, (size_t) (slash - u));
+        unit[slash - u] = 0;
+        memcpy(cred, c, cn);
+        cred[cn] = 0;
+        return 0;
+}
+
+static void add_err(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void add_err(char *err, size_t errsz, const char *fmt, ...) {
+        size_t used = strnlen(err, errsz);
+        if (used + 2 >= errsz)
+                return;
+        if (used)
+                err[used++] = '\n';
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + used, errsz - used, fmt, ap);
+        va_end(ap);
+}
+
+static bool mapped(const struct creds_map *m, const char *cred) {
+        for (size_t i = 0; i < m->n; i++)
+                if (strcmp(m->e[i].cred, cred) == 0)
+                        return true;
+        return false;
+}
+
+int creds_map_parse(struct creds_map *m, const char *name, const char *text, size_t len, char *err, size_t errsz) {
+        int rc = 0;
+        unsigned lineno = 0;
+        memset(m, 0, sizeof(*m));
+        if (err && errsz)
+                err[0] = 0;
+        for (size_t pos = 0; pos < len;) {
+                const char *nl = memchr(text + pos, '\n', len - pos);
+                size_t ll = nl ? (size_t) (nl - (text + pos)) : len - pos;
+                char line[600], *w[3], *save = NULL;
+                size_t n = 0;
+                lineno++;
+                pos += ll + (nl ? 1 : 0);
+                if (ll >= sizeof(line) || memchr(text + pos - ll - (nl ? 1 : 0), 0, ll)) {
+                        add_err(err, errsz, "%s:%u: line too long or has a NUL byte", name, lineno);
+                        rc = -EINVAL;
+                        continue;
+                }
+                memcpy(line, text + pos - ll - (nl ? 1 : 0), ll);
+                line[ll] = 0;
+                char *hash = strchr(line, '#');
+                if (hash)
+                        *hash = 0;
+                for (char *t = strtok_r(line, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
+                        if (n < 3)
+                                w[n] = t;
+                        n++;
+                }
+                if (n == 0)
+                        continue;
+                if (n != 2) {
+                        add_err(err, errsz, "%s:%u: expected CREDENTIAL secret:NAME", name, lineno);
+                        rc = -EINVAL;
+                } else if (!cred_name_ok(w[0], strlen(w[0]))) {
+                        add_err(err, errsz, "%s:%u: bad credential name (printable, no '/', at most %d bytes)", name,
+                                lineno, CREDS_NAME_MAX);
+                        rc = -EINVAL;
+                } else if (strncmp(w[1], "secret:", 7) != 0 || !proto_name_valid(w[1] + 7)) {
+                        add_err(err, errsz, "%s:%u: expected secret:NAME with a valid secret name", name, lineno);
+                        rc = -EINVAL;
+                } else if (m->n == CREDS_MAP_MAX) {
+                        add_err(err, errsz, "%s:%u: more than %d entries", name, lineno, CREDS_MAP_MAX);
+                        rc = -EINVAL;
+                } else if (mapped(m, w[0])) {
+                        add_err(err, errsz, "%s:%u: %s is mapped twice", name, lineno, w[0]);
+                        rc = -EINVAL;
+                } else {
+                        strcpy_bounded(m->e[m->n].cred, sizeof(m->e[m->n].cred), w[0]);
+                        strcpy_bounded(m->e[m->n].secret, sizeof(m->e[m->n].secret), w[1] + 7);
+                        m->n++;
+                }
+        }
+        if (rc < 0)
+                m->n = 0;
+        return rc;
+}
+
+int creds_map_load(struct creds_map *m, const char *path, uid_t self, char *err, size_t errsz) {
+        memset(m, 0, sizeof(*m));
+        if (!path[0])
+                return 0;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                snprintf(err, errsz, "%s: %s", path, strerror(errno));
+                return -errno;
+        }
+        int rc = check_owner_mode(path, self, err, errsz);
+        if (rc < 0)
+                return rc;
+        uint8_t *text = NULL;
+        size_t len = 0;
+        rc = read_all_fd(fd, 1u << 20, &text, &len);
+        if (rc < 0) {
+                snprintf(err, errsz, "%s: %s", path, strerror(-rc));
+                return rc;
+        }
+        rc = creds_map_parse(m, path, (const char *) text, len, err, errsz);
+        free(text);
+        return rc;
+}
+
+const char *creds_map_lookup(const struct creds_map *m, const char *cred) {
+        for (size_t i = 0; m && i < m->n; i++)
+                if (strcmp(m->e[i].cred, cred) == 0)
+                        return m->e[i].secret;
+        return proto_name_valid(cred) ? cred : NULL;
+}
+
