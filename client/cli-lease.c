@@ -55,7 +55,8 @@ static int lease_ls(struct cli *cli, int argc, char **argv) {
         int rc = cli_connect(cli, &c);
         if (rc)
                 return rc;
-        int n = coffer_lease_list(c, &v, all);
+        uint64_t total = 0;
+        int n = coffer_lease_list(c, &v, all, &total);
         coffer_disconnect(c);
         if (n < 0)
                 return cli_fail(n, "lease ls");
@@ -84,6 +85,9 @@ static int lease_ls(struct cli *cli, int argc, char **argv) {
         if (json)
                 fputs("]\n", stdout);
         free(v);
+        if (total > (uint64_t) n)
+                fprintf(stderr, "coffer: %llu more lease(s) not shown: the list is longer than one reply; "
+                                "revoke by prefix or list as their owners\n", (unsigned long long) (total - (uint64_t) n));
         return EXIT_OK;
 }
 

@@ -174,8 +174,9 @@ typedef struct coffer_lease {
         int renewable;
 } coffer_lease;
 /* all: every principal's leases (admin); otherwise the caller's own.
- * *out is malloc'd (free()); returns the count. */
-COFFER_API COFFER_WUR int coffer_lease_list(coffer *c, coffer_lease **out, int all);
+ * *out is malloc'd (free()); returns the count. A reply holds at most about
+ * 768 KiB of records: *total (if not NULL) gets how many leases there are. */
+COFFER_API COFFER_WUR int coffer_lease_list(coffer *c, coffer_lease **out, int all, uint64_t *total);
 /* New expiry = now + ttl_sec (0: the lease's original TTL), capped at max_expires. */
 COFFER_API COFFER_WUR int coffer_lease_renew(coffer *c, const char *id, uint64_t ttl_sec, uint64_t *expires_out);
 /* Revoke a lease and everything issued under it; *revoked gets how many. */

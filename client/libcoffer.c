@@ -689,7 +689,7 @@ static int lease_id_check(const char *id) {
         return 0;
 }
 
-COFFER_API int coffer_lease_list(coffer *c, coffer_lease **out, int all) {
+COFFER_API int coffer_lease_list(coffer *c, coffer_lease **out, int all, uint64_t *total) {
         struct wire_writer w;
         struct reply r;
         const uint8_t *p;
@@ -743,6 +743,8 @@ COFFER_API int coffer_lease_list(coffer *c, coffer_lease **out, int all) {
         } else {
                 *out = v;
                 rc = count > INT32_MAX ? INT32_MAX : (int) count;
+                if (total && wire_get_u64(&r.msg, T_COUNT, total) < 0)
+                        *total = count;
         }
         reply_free(&r);
         return rc;

@@ -297,8 +297,10 @@ int process_grant_revoke(struct request *r) {
         } else if ((rc = find_grant(r, &l, &g, &exp)) < 0)
                 return rc;
         r->rule = "builtin:own-lease";
-        if (!l || (l->owner_uid != r->peer->uid && !ops_is_admin(r, "lease:grant")))
+        if (!l || (l->owner_uid != r->peer->uid && !ops_is_admin(r, "lease:grant"))) {
+                r->denied = l != NULL;
                 return ops_fail(r, -ENOENT, "no grant %s of yours; `coffer lease ls` lists them", r->lease);
+        }
         if (l->owner_uid != r->peer->uid)
                 r->rule = "admin";
         if (l->revoked)

@@ -136,7 +136,12 @@ static int bind_socket(const char *path, mode_t mode, int *out) {
         char *slash = strrchr(dir, '/');
         if (slash && slash != dir) {
                 *slash = 0;
-                if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                /* Made here, it must be 0755 whatever the umask: users reach
+                 * the socket, their session directories and jwks.json in it. */
+                if (mkdir(dir, 0755) == 0) {
+                        if (chmod(dir, 0755) < 0)
+                                return die("chmod %s: %s", dir, strerror(errno));
+                } else if (errno != EEXIST)
                         return die("cannot create %s: %s", dir, strerror(errno));
         }
         struct stat st;
@@ -291,6 +296,7 @@ static int load_config(struct cofferd *d, const struct args *a) {
                 return die("--login-map too long");
         if (a->creds_map && !strcpy_bounded(d->cfg.creds_map, sizeof(d->cfg.creds_map), a->creds_map))
                 return die("--creds-map too long");
+        d->maps_from_args = (a->login_map ? 1 : 0) | (a->creds_map ? 2 : 0);
         /* Runtime files live next to the socket unless placed elsewhere. */
         strcpy_bounded(d->runtime_dir, sizeof(d->runtime_dir), d->cfg.socket);
         char *slash = strrchr(d->runtime_dir, '/');
@@ -326,6 +332,9 @@ static int open_leases(struct cofferd *d) {
         if (rc < 0)
                 return die("cannot load the leases from the store: %s (%s)", strerror(-rc), store_errmsg(d->store));
         fprintf(stderr, "cofferd: %d live lease(s) loaded\n", rc);
+        rc = session_revoke_other_boots(d);
+        if (rc > 0)
+                fprintf(stderr, "cofferd: %d lease(s) of login sessions from an earlier boot revoked\n", rc);
         server_load_login_map(d);
         server_load_creds_map(d);
         return 0;

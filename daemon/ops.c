@@ -601,7 +601,7 @@ static int audit_request(struct request *r, uint16_t code, int rc) {
         struct audit_event ev = {
                 .op = proto_op_name(code),
                 .object = r->object[0] ? r->object : NULL,
-                .decision = rc == -EACCES ? "deny" : "allow",
+                .decision = rc == -EACCES || r->denied ? "deny" : "allow",
                 .rule = r->rule,
                 .result = rc,
                 .version = r->version,

@@ -23,6 +23,7 @@ struct request {
         char rule_buf[256];
         uint64_t version;
         bool in_tx;
+        bool denied;               /* refused, though not with -EACCES (e.g. "not yours" as -ENOENT) */
         char lease[33];            /* lease id for the audit record, "" = none */
         char detail[640];          /* audit context, never a secret */
 };

@@ -367,6 +367,7 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         uint64_t now = now_mono_usec(), idle = (uint64_t) d->cfg.idle_timeout_sec * 1000000u;
         while (d->conns_head && d->conns_head->last_active + idle < now)
                 conn_free(d->conns_head);
+        tokens_refresh(d);
         sd_event_source_set_time_relative(s, 1000000);
         sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); /* a fired timer is off until re-enabled */
         return 0;
@@ -437,16 +438,32 @@ void server_leases_changed(struct cofferd *d) {
         sd_event_source_set_enabled(d->lease_src, SD_EVENT_ONESHOT);
 }
 
+static int arm_session_check(struct cofferd *d);
+
 static int on_session_check(sd_event_source *s, uint64_t usec, void *userdata) {
         struct cofferd *d = userdata;
+        (void) s;
         (void) usec;
         int n = session_check_ended(d);
         if (n > 0)
                 log_msg("cofferd: %d lease(s) revoked: their login sessions ended without close_session", n);
         server_leases_changed(d);
-        sd_event_source_set_time_relative(s, (uint64_t) d->cfg.session_check_sec * 1000000u);
-        sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        arm_session_check(d);
         return 0;
+}
+
+/* (Re)arm the ended-session sweep for the configured interval; 0 = off. */
+static int arm_session_check(struct cofferd *d) {
+        uint64_t us = (uint64_t) d->cfg.session_check_sec * 1000000u;
+        if (!d->event)
+                return 0;
+        if (us == 0)
+                return d->session_check_src ? sd_event_source_set_enabled(d->session_check_src, SD_EVENT_OFF) : 0;
+        if (!d->session_check_src)
+                return sd_event_add_time_relative(d->event, &d->session_check_src, CLOCK_MONOTONIC, us, 100000,
+                                                  on_session_check, d);
+        int rc = sd_event_source_set_time_relative(d->session_check_src, us);
+        return rc < 0 ? rc : sd_event_source_set_enabled(d->session_check_src, SD_EVENT_ONESHOT);
 }
 
 /* ---- lifecycle ---- */
@@ -519,9 +536,14 @@ void server_reload(struct cofferd *d) {
         memcpy(c.state_dir, d->cfg.state_dir, sizeof(c.state_dir));
         memcpy(c.audit_log, d->cfg.audit_log, sizeof(c.audit_log));
         memcpy(c.policy_dir, d->cfg.policy_dir, sizeof(c.policy_dir));
+        if (d->maps_from_args & 1)
+                memcpy(c.login_map, d->cfg.login_map, sizeof(c.login_map));
+        if (d->maps_from_args & 2)
+                memcpy(c.creds_map, d->cfg.creds_map, sizeof(c.creds_map));
         d->cfg = c;
         server_load_login_map(d);
         server_load_creds_map(d);
+        arm_session_check(d);
         int rc = server_load_policy(d, false, err, sizeof(err));
         if (rc < 0)
                 log_msg("cofferd: configuration reloaded; policy NOT reloaded, the old one stays in force: %s", err);
@@ -536,13 +558,8 @@ int server_start(struct cofferd *d) {
         rc = sd_event_add_time(d->event, &d->lease_src, CLOCK_REALTIME, UINT64_MAX, 10000, on_lease_timer, d);
         if (rc < 0)
                 return rc;
-        if (d->cfg.session_check_sec) {
-                rc = sd_event_add_time_relative(d->event, &d->session_check_src, CLOCK_MONOTONIC,
-                                                (uint64_t) d->cfg.session_check_sec * 1000000u, 100000,
-                                                on_session_check, d);
-                if (rc < 0)
-                        return rc;
-        }
+        if ((rc = arm_session_check(d)) < 0)
+                return rc;
         server_leases_changed(d);
         if (d->creds_fd >= 0 && (rc = creds_start(d, d->creds_fd)) < 0)
                 return rc;

@@ -60,6 +60,7 @@ struct cofferd {
         sd_event_source *creds_src;
         struct creds_conn *creds_conns;
         struct creds_map *creds_map;       /* NULL = names map to secrets of the same name */
+        unsigned maps_from_args;           /* 1: --login-map, 2: --creds-map (kept over reloads) */
 };
 
 int server_start(struct cofferd *d);

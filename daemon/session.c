@@ -23,7 +23,7 @@
 #include "token.h"
 #include "util.h"
 
-#define RM_DEPTH_MAX 8
+#define RM_DEPTH_MAX 64
 
 static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_msg(const char *fmt, ...) {
@@ -32,6 +32,35 @@ static void log_msg(const char *fmt, ...) {
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         fputc('\n', stderr);
+}
+
+/* This boot: audit session ids start over at boot, so a session lease from
+ * an earlier boot must not vouch for a process of this one. */
+void boot_id(char out[static 40]) {
+        _cleanup_close_ int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, out, 39);
+        if (n <= 0)
+                n = 0;
+        while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+                n--;
+        out[n] = 0;
+}
+
+uint64_t lease_data_u64(const char *data, const char *key, uint64_t dflt) {
+        size_t k = strlen(key);
+        for (const char *p = data; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+                uint64_t v;
+                char num[24];
+                if (strncmp(p, key, k) != 0 || p[k] != '=')
+                        continue;
+                size_t n = strcspn(p + k + 1, "\n");
+                if (n == 0 || n >= sizeof(num))
+                        return dflt;
+                memcpy(num, p + k + 1, n);
+                num[n] = 0;
+                return parse_u64(num, 0, UINT64_MAX, &v) == 0 ? v : dflt;
+        }
+        return dflt;
 }
 
 /* ---- the session directory ---- */
@@ -171,12 +200,13 @@ static int cmp_u32(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
-static int live_audit_sessions(uint32_t **out, size_t *n) {
+static int live_audit_sessions(uint32_t **out, size_t *n, size_t *readable) {
         DIR *proc = opendir("/proc");
         size_t cap = 256;
         uint32_t *v = malloc(cap * sizeof(*v));
         pid_t self = getpid();
         *n = 0;
+        *readable = 0;
         if (!proc || !v) {
                 if (proc)
                         closedir(proc);
@@ -196,7 +226,10 @@ static int live_audit_sessions(uint32_t **out, size_t *n) {
                 if (k <= 0)
                         continue;
                 buf[k] = 0;
-                if (parse_u64(buf, 0, UINT32_MAX, &sid) < 0 || sid == UINT32_MAX)
+                if (parse_u64(buf, 0, UINT32_MAX, &sid) < 0)
+                        continue;
+                (*readable)++;
+                if (sid == UINT32_MAX)
                         continue;
                 if (*n == cap) {
                         uint32_t *nv = realloc(v, 2 * cap * sizeof(*v));
@@ -241,10 +274,17 @@ static int collect_ended(void *ud, struct lease *l) {
 int session_check_ended(struct cofferd *d) {
         struct ended_ctx c = { 0 };
         uint32_t *live = NULL;
-        int rc = live_audit_sessions(&live, &c.nlive);
+        size_t readable = 0;
+        int rc = live_audit_sessions(&live, &c.nlive, &readable);
         if (rc < 0)
                 return rc;
         c.live = live;
+        /* No audit session readable at all (hidepid without CAP_SYS_PTRACE,
+         * a broken /proc): end nothing rather than everything. */
+        if (readable == 0) {
+                free(live);
+                return 0;
+        }
         rc = lease_foreach(d->leases, collect_ended, &c);
         int n = 0;
         if (rc == 0 && c.n && (rc = store_begin(d->store)) == 0) {
@@ -257,6 +297,51 @@ int session_check_ended(struct cofferd *d) {
         }
         free(c.ids);
         free(live);
+        return rc < 0 ? rc : n;
+}
+
+struct boot_ctx {
+        char boot[40];
+        uint8_t (*ids)[LEASE_ID_SIZE];
+        size_t n, cap;
+};
+
+static int collect_other_boot(void *ud, struct lease *l) {
+        struct boot_ctx *c = ud;
+        if (l->kind != LEASE_SESSION || l->revoked)
+                return 0;
+        const char *b = strstr(l->data, "\nboot=");
+        if (b && strncmp(b + 6, c->boot, strlen(c->boot)) == 0 && (b[6 + strlen(c->boot)] == 0 ||
+                                                                   b[6 + strlen(c->boot)] == '\n'))
+                return 0;
+        if (c->n == c->cap) {
+                size_t k = c->cap ? c->cap * 2 : 16;
+                void *p = realloc(c->ids, k * LEASE_ID_SIZE);
+                if (!p)
+                        return -ENOMEM;
+                c->ids = p;
+                c->cap = k;
+        }
+        memcpy(c->ids[c->n++], l->id, LEASE_ID_SIZE);
+        return 0;
+}
+
+int session_revoke_other_boots(struct cofferd *d) {
+        struct boot_ctx c = { 0 };
+        int n = 0, rc;
+        boot_id(c.boot);
+        if (!c.boot[0])
+                return 0;
+        rc = lease_foreach(d->leases, collect_other_boot, &c);
+        if (rc == 0 && c.n && (rc = store_begin(d->store)) == 0) {
+                for (size_t i = 0; i < c.n; i++) {
+                        struct lease *l = lease_find(d->leases, c.ids[i]);
+                        int k = l ? lease_revoke(d->leases, l, "rebooted", now_unix()) : 0;
+                        n += k > 0 ? k : 0;
+                }
+                rc = store_commit(d->store);
+        }
+        free(c.ids);
         return rc < 0 ? rc : n;
 }
 
@@ -340,6 +425,7 @@ static int lease_of_request(struct request *r, struct lease **out) {
                 r->rule = "admin";
         } else {
                 r->rule = "builtin:own-lease";
+                r->denied = l != NULL;
                 return ops_fail(r, -ENOENT, "no lease %s of yours; `coffer lease ls` lists them", hex);
         }
         *out = l;
@@ -355,7 +441,7 @@ int process_lease_renew(struct request *r) {
         if (wire_get_u64(r->msg, T_TTL, &ttl) == -EBADMSG)
                 return ops_fail(r, -EINVAL, "malformed ttl");
         if (ttl == 0)
-                ttl = l->expires > l->issued ? l->expires - l->issued : 1;
+                ttl = lease_data_u64(l->data, "ttl", l->expires > l->issued ? l->expires - l->issued : 1);
         rc = lease_renew(r->d->leases, l, ttl, now_unix());
         if (rc == -EPERM)
                 return ops_fail(r, -EOPNOTSUPP, "lease %s (%s) is not renewable: a token's expiry is part of the token; "
@@ -484,6 +570,8 @@ static int deliver(struct request *r, const struct login_entry *e, const struct 
         uint64_t ttl = e->ttl ? e->ttl : r->d->cfg.token_ttl_sec;
         if (dec.max_ttl_sec && ttl > dec.max_ttl_sec)
                 ttl = dec.max_ttl_sec;
+        if (ttl > r->d->cfg.token_max_ttl_sec)
+                ttl = r->d->cfg.token_max_ttl_sec;
         struct token_subject s = { .uid = pw->pw_uid, .sub = pw->pw_name, .unit = "" };
         struct lease *tl;
         rc = token_mint(r->d, &s, e->target, ttl, session, tok, sizeof(tok), &tl);
@@ -516,8 +604,11 @@ int process_session_open(struct request *r) {
         uint64_t ttl = q.ttl ? q.ttl : cfg->session_ttl_sec;
         if (ttl > cfg->session_ttl_sec)
                 ttl = cfg->session_ttl_sec;
-        char data[600], object[200];
-        snprintf(data, sizeof(data), "service=%s\ntty=%s\nrhost=%s", q.service, q.tty, q.rhost);
+        char data[700], object[200];
+        char boot[40];
+        boot_id(boot);
+        snprintf(data, sizeof(data), "service=%s\ntty=%s\nrhost=%s\nttl=%llu\nboot=%s", q.service, q.tty, q.rhost,
+                 (unsigned long long) ttl, boot);
         snprintf(object, sizeof(object), "session:%s", q.service[0] ? q.service : "login");
         struct lease_new n = {
                 .kind = LEASE_SESSION,

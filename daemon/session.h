@@ -2,6 +2,8 @@
 /* Login sessions: directories, the end of a session, the revoke hook. */
 #pragma once
 
+#include <stdint.h>
+
 #include "lease.h"
 
 struct cofferd;
@@ -17,3 +19,9 @@ void engines_on_revoke(void *ud, const struct lease *l, const char *why);
 /* Revoke sessions whose kernel audit session has no process left. Returns
  * how many leases were revoked. */
 int session_check_ended(struct cofferd *d);
+/* The kernel's boot id ("" if unreadable). */
+void boot_id(char out[static 40]);
+/* KEY=NUMBER from a lease's data lines, or dflt. */
+uint64_t lease_data_u64(const char *data, const char *key, uint64_t dflt);
+/* Revoke session leases opened in an earlier boot. */
+int session_revoke_other_boots(struct cofferd *d);

@@ -32,6 +32,7 @@ struct tkey {
 };
 
 struct tokens {
+        size_t published;           /* keys in the JWKS file as last written */
         size_t n;
         struct tkey k[KEYS_MAX];
         uint8_t *sk;                /* sodium_malloc: the current key's secret key */
@@ -101,8 +102,17 @@ static void log_file_error(const char *what, const char *path, int rc) {
         fprintf(stderr, "cofferd: cannot write the %s %s: %s\n", what, path, strerror(-rc));
 }
 
+static size_t count_published(const struct cofferd *d) {
+        size_t n = 0;
+        uint64_t now = now_unix();
+        for (size_t i = 0; i < d->tokens->n; i++)
+                n += published(d, &d->tokens->k[i], now);
+        return n;
+}
+
 static int publish_jwks(struct cofferd *d) {
         char buf[KEYS_MAX * 256];
+        d->tokens->published = count_published(d);
         int n = jwks_build(d, buf, sizeof(buf));
         if (n < 0)
                 return n;
@@ -243,9 +253,18 @@ int tokens_unsealed(struct cofferd *d) {
                         return rc;
         }
         rc = keys_derive(t, d->seal.master);
-        if (rc == 0)
+        if (rc == 0) {
                 (void) publish_jwks(d);
+                (void) tokens_write_revocations(d);
+        }
         return rc;
+}
+
+void tokens_refresh(struct cofferd *d) {
+        /* A retired key leaves the JWKS once no token signed with it can be
+         * valid any more. */
+        if (d->tokens->ready && count_published(d) != d->tokens->published)
+                (void) publish_jwks(d);
 }
 
 void tokens_sealed(struct cofferd *d) {
@@ -482,8 +501,10 @@ int process_key_derive(struct request *r) {
         if (rc < 0)
                 return rc;
         const struct peer *p = r->peer;
+        /* A service's key is the unit's and the uid's: different users' jobs
+         * in one unit (cron.service, a scheduler) must not share keys. */
         if (is_service(p))
-                snprintf(principal, sizeof(principal), "unit:%s", p->unit);
+                snprintf(principal, sizeof(principal), "unit:%s:uid:%u", p->unit, (unsigned) p->uid);
         else
                 snprintf(principal, sizeof(principal), "uid:%u", (unsigned) p->uid);
         snprintf(r->detail, sizeof(r->detail), "principal=%s bytes=%" PRIu64, principal, bytes);

@@ -17,6 +17,8 @@ void tokens_free(struct tokens *t);
 /* Derive the signing keys (creating the first one in a new store) and
  * publish the JWKS. */
 int tokens_unsealed(struct cofferd *d);
+/* Republish the JWKS when a retired key's time is up. Cheap; call often. */
+void tokens_refresh(struct cofferd *d);
 /* Wipe the signing keys. */
 void tokens_sealed(struct cofferd *d);
 

@@ -9,6 +9,12 @@
 # of the floor. An echod on sd-event (cofferd's loop) is measured too, so the
 # event loop's own share of the gap is visible.
 #
+# Then token issue (coffer_token_issue, a lease insert committed to SQLite
+# before the reply) against a GET through the same client library, at 64
+# clients and at 1, and the share of the daemon's time spent in
+# fsync/fdatasync while it issues, from a short trace of just those two
+# syscalls (perf; strace -c as a slower fallback; skipped if neither works).
+#
 # Environment: BENCH_SECONDS (default 5) per measurement.
 set -eu
 
@@ -49,7 +55,7 @@ wait_socket() {
 # In the background so that a signal to this script is handled at once.
 loadgen() {
         $LG --socket "$1" --label "$2" --mode "$3" --clients "$4" --seconds "$SECS" \
-                --name bench/small >"$tmp/loadgen.out" &
+                --name bench/small --audience bench-api --ttl 600 >"$tmp/loadgen.out" &
         lg_pid=$!
         rc=0
         wait "$lg_pid" || rc=$?
@@ -74,6 +80,59 @@ SOCK=$tmp/coffer.sock
 ECHO=$tmp/echo.sock
 ECHO_SD=$tmp/echo-sd.sock
 
+# ratio LABEL CLIENTS A B: print A/B.
+ratio() {
+        awk -v l="$1" -v c="$2" -v a="$3" -v b="$4" 'BEGIN { printf "ratio %s clients=%s ops_per_s=%.3f\n", l, c, a / b }'
+}
+
+# trace_fsync SECONDS OUT: time the daemon's fsync/fdatasync calls for
+# SECONDS; OUT gets "TOOL CALLS TOTAL_SECONDS". Only those two syscalls are
+# traced (perf), so the daemon is barely slowed; strace -c stops it at every
+# syscall and is the fallback only. Fails when neither can trace here.
+trace_fsync() {
+        if command -v perf >/dev/null &&
+                perf record -q -o "$tmp/fsync.perf" -p "$cofferd_pid" \
+                        -e syscalls:sys_enter_fdatasync -e syscalls:sys_exit_fdatasync \
+                        -e syscalls:sys_enter_fsync -e syscalls:sys_exit_fsync \
+                        -- sleep "$1" >"$tmp/perf.log" 2>&1; then
+                perf script -i "$tmp/fsync.perf" -F tid,time,event 2>>"$tmp/perf.log" | awk '
+                        { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) t = substr($i, 1, length($i) - 1) }
+                        /sys_enter_f(data)?sync/ { s[$1] = t }
+                        /sys_exit_f(data)?sync/ && ($1 in s) { sum += t - s[$1]; n++; delete s[$1] }
+                        END { printf "perf %d %.6f\n", n, sum }' >"$2"
+                return 0
+        fi
+        command -v strace >/dev/null || return 1
+        timeout -s INT "$1" strace -c -w -f -p "$cofferd_pid" -o "$tmp/strace.out" >/dev/null 2>&1
+        awk '$NF == "fdatasync" || $NF == "fsync" { sum += $2; n += $4 }
+             END { if (NR) printf "strace %d %.6f\n", n, sum }' "$tmp/strace.out" >"$2" 2>/dev/null
+        [ -s "$2" ]
+}
+
+# fsync_share CLIENTS: issue tokens at CLIENTS while tracing fsync for 2 s.
+fsync_share() {
+        win=2
+        $LG --socket "$SOCK" --label token-issue-traced --mode token --clients "$1" --seconds $((win + 1)) \
+                --audience bench-api --ttl 600 >"$tmp/loadgen.out" &
+        lg_pid=$!
+        sleep 1
+        traced=0
+        trace_fsync "$win" "$tmp/fsync.out" && traced=1
+        rc=0
+        wait "$lg_pid" || rc=$?
+        lg_pid=
+        [ "$rc" -eq 0 ] || fail "loadgen token-issue-traced at $1 clients failed (see above)"
+        if [ "$traced" = 0 ]; then
+                echo "bench token-issue-fsync clients=$1 skipped: neither perf nor strace can trace cofferd here"
+                return 0
+        fi
+        ops=$(sed -n 's/.* ops_per_s=\([0-9.]*\) .*/\1/p' "$tmp/loadgen.out")
+        read -r tool calls secs <"$tmp/fsync.out"
+        awk -v c="$1" -v w="$win" -v ops="$ops" -v tool="$tool" -v n="$calls" -v s="$secs" 'BEGIN {
+                printf "bench token-issue-fsync clients=%s fsync_share=%.2f fsync_per_op=%.2f fsync_mean_us=%.0f ops_per_s_traced=%.0f tool=%s\n",
+                        c, s / w, (ops > 0 ? n / (ops * w) : 0), (n > 0 ? s / n * 1e6 : 0), ops, tool }'
+}
+
 # A realistic policy: 2,000 per-uid rules for other users' paths, group
 # and deny rules, and the rule that lets the bench user (nobody) read.
 mkdir -p "$tmp/policy"
@@ -84,7 +143,10 @@ awk 'BEGIN {
 }' >"$tmp/policy/50-bench.policy"
 chmod 0755 "$tmp" "$tmp/policy"
 chmod 0644 "$tmp/policy/50-bench.policy"
-"$B/cofferd" --state-dir "$tmp/state" --socket "$SOCK" --audit-log "$tmp/audit.log" \
+# Token issue runs fill uid 0's lease count far past the default cap.
+printf 'max_leases_per_uid = 0\n' >"$tmp/cofferd.conf"
+chmod 0644 "$tmp/cofferd.conf"
+"$B/cofferd" --config "$tmp/cofferd.conf" --state-dir "$tmp/state" --socket "$SOCK" --audit-log "$tmp/audit.log" \
         --policy-dir "$tmp/policy" >"$tmp/cofferd.log" 2>&1 &
 cofferd_pid=$!
 pids="$pids $cofferd_pid"
@@ -124,5 +186,17 @@ loadgen "$ECHO_SD" echo-sdevent echo 64
 loadgen "$SOCK" coffer-get get 1
 loadgen "$ECHO" echo echo 1
 
-kill -0 "$cofferd_pid" 2>/dev/null || { tail -n 20 "$tmp/cofferd.log" >&2; fail "cofferd died during the run"; }
 awk -v a="$get64" -v b="$echo64" 'BEGIN { printf "ratio coffer-get/echo ops_per_s=%.2f\n", a / b }'
+
+# Token issue (as root, the daemon's uid: allowed by the builtin rule) next
+# to a GET through the same library calls, so only the daemon's work differs.
+for c in 64 1; do
+        loadgen "$SOCK" coffer-lib-get lib-get "$c"
+        libget=$ops
+        loadgen "$SOCK" token-issue token "$c"
+        ratio token-issue/get "$c" "$ops" "$libget"
+done
+fsync_share 1
+fsync_share 64
+
+kill -0 "$cofferd_pid" 2>/dev/null || { tail -n 20 "$tmp/cofferd.log" >&2; fail "cofferd died during the run"; }

@@ -57,6 +57,14 @@ descendants() {   # descendants PID: every process below PID
     done
 }
 
+sshd_running() {   # is any process running /usr/sbin/sshd?
+    local f
+    for f in /proc/[0-9]*/exe; do
+        [ "$(readlink "$f" 2>/dev/null)" = "$SSHD_BIN" ] && return 0
+    done
+    return 1
+}
+
 e2e_cleanup() {
     local p kids=
     for p in $CLIENT_PIDS; do kill -KILL "$p" 2>/dev/null; done
@@ -74,7 +82,8 @@ e2e_cleanup() {
     rm -f "$PAMFILE"
     [ -n "$SSHD_LINK" ] && rm -f "$SSHD_LINK"
     [ -n "$AKDIR" ] && rm -rf "$AKDIR"
-    [ -n "$MADE_RUN_SSHD" ] && rmdir /run/sshd 2>/dev/null
+    # /run/sshd goes only if no sshd (a parallel run's, the system's) may need it.
+    [ -n "$MADE_RUN_SSHD" ] && ! sshd_running && rmdir /run/sshd 2>/dev/null
     [ -n "$SESSIONS_MOUNTED" ] && umount -l "$T/run" 2>/dev/null
     return 0
 }
@@ -128,10 +137,10 @@ HF_SHA=$(sha256sum <"$T/hf.value" | cut -d' ' -f1)
 # ---- sshd: private config, PAM service sshd-coffer$$ ----
 cat >"$PAMFILE" <<EOF
 # coffer e2e test (tests/e2e/t-sshd.sh, pid $S); removed when the test ends.
-account  include   common-account
+@include common-account
 session  required  $LOGINUID
 session  required  $MODULE socket=$COFFER_SOCKET fail=closed debug
-session  include   common-session
+@include common-session
 EOF
 chmod 0644 "$PAMFILE"
 # sshd names its PAM service after argv[0].

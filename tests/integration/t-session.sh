@@ -144,6 +144,12 @@ exp=$("$COFFER" lease ls --all --json | "$PY" -c "import json,sys; print([l['exp
 ok "renew counts from now (now+300)" test "$exp" -ge $((before + 300)) -a "$exp" -le $(( $(date +%s) + 300 ))
 fails_with "another user cannot renew it (it is not theirs)" 6 "no lease $ID3 of yours" \
     setpriv --reuid=nobody --regid=nogroup --clear-groups "$COFFER" lease renew "$ID3"
+ok "...and the attempt is audited as a denial" \
+    sh -c "grep '\"op\":\"lease-renew\"' '$T/audit.log' | grep '\"lease\":\"$ID3\"' | grep -q '\"decision\":\"deny\"'"
+ok_out "renew without --ttl gives the session's own ttl again (30 s), not a growing one" "^$ID3 expires " \
+    $AS_U "$COFFER" lease renew "$ID3"
+exp2=$("$COFFER" lease ls --all --json | "$PY" -c "import json,sys; print([l['expires'] for l in json.load(sys.stdin) if l['id']=='$ID3'][0])")
+ok "...(expires within now+30)" test "$exp2" -le $(( $(date +%s) + 30 ))
 TOK=$($AS_U "$COFFER" token issue --aud batch --ttl 10m)
 TID=$("$COFFER" lease ls --all --json | "$PY" -c "import json,sys; print([l['id'] for l in json.load(sys.stdin) if l['object']=='token:batch'][0])")
 fails_with "a token lease is not renewable" 1 "is not renewable" $AS_U "$COFFER" lease renew "$TID"
@@ -176,6 +182,23 @@ ok "a session that expired while the daemon was down is revoked at start" sh -c 
 ok "and its directory removed" test ! -e "$DIR4"
 kill "$(cat "$T/h4.pid")" 2>/dev/null
 
+# ---- a session lease from an earlier boot ----
+start_holder h5
+ID5=$(field id "$T/h5.out")
+stop_daemon
+"$PY" - "$T/state/coffer.db" "$ID5" <<'PYEOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE leases SET data = replace(data, 'boot=', 'boot=0') WHERE id = ?", (bytes.fromhex(sys.argv[2]),))
+db.commit()
+PYEOF
+mark=$(log_mark)
+start_daemon "${DARGS[@]}" && unseal_keyfile
+ok "a session lease from an earlier boot is revoked at start (audit session ids start over at boot)" \
+    sh -c "! '$COFFER' lease ls --all | grep -q '^$ID5'"
+ok "...with what was under it, and the log says so" log_has "$mark" "[0-9]+ lease\\(s\\) of login sessions from an earlier boot revoked"
+kill "$(cat "$T/h5.pid")" 2>/dev/null
+
 # ---- integrity of the lease rows ----
 stop_daemon
 "$PY" - "$T/state/coffer.db" "$ID3" <<'PYEOF'
@@ -188,6 +211,16 @@ start_daemon "${DARGS[@]}" && unseal_keyfile
 ok "a lease row edited while the daemon was down is revoked at unseal" sh -c "! '$COFFER' lease ls --all | grep -q '^$ID3'"
 ok "and the log says why" grep -q "failed their integrity check" "$T/cofferd.log"
 kill "$(cat "$T/h3.pid")" 2>/dev/null
+
+# ---- a runtime directory cofferd makes itself is reachable by users ----
+stop_daemon
+R2=$T/rt2
+COFFER_SOCKET=$R2/coffer.sock
+start_daemon --session-dir "$SD" 2>/dev/null
+is "a runtime directory cofferd creates is 0755 whatever its umask" "$(stat -c %a "$R2" 2>/dev/null)" 755
+stop_daemon
+COFFER_SOCKET=$T/coffer.sock
+start_daemon "${DARGS[@]}" && unseal_keyfile
 
 # ---- sealed ----
 "$COFFER" operator seal >/dev/null
