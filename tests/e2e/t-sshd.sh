@@ -184,12 +184,22 @@ LogLevel VERBOSE
 EOF
 }
 
+# A sanitizer build of the module: sshd is not linked with the runtime, so it
+# is preloaded (ASAN_OPTIONS would not do: sshd's setproctitle overwrites the
+# environment block the runtime reads it from when PAM loads the module).
+SSHD_ENV=()
+if readelf -d "$MODULE" 2>/dev/null | grep -q 'libasan'; then
+    ASAN_RT=$(ldd "$MODULE" 2>/dev/null | awk '$1 ~ /^libasan/ { print $3; exit }')
+    [ -f "$ASAN_RT" ] || skip_all "pam_coffer.so is built with ASan but its runtime was not found"
+    SSHD_ENV=(env "LD_PRELOAD=$ASAN_RT" "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
+fi
+
 PORT=
 for p in $(shuf -i 20000-60999 -n 30); do
     port_free "$p" || continue
     write_sshd_config "$p"
     : >"$T/sshd.log"
-    "$SSHD_LINK" -D -e -f "$T/sshd_config" >>"$T/sshd.log" 2>&1 &
+    "${SSHD_ENV[@]}" "$SSHD_LINK" -D -e -f "$T/sshd_config" >>"$T/sshd.log" 2>&1 &
     SSHD_PID=$!
     if wait_until 10 sh -c "grep -q 'Server listening on 127.0.0.1 port $p' '$T/sshd.log' || ! kill -0 $SSHD_PID"; then
         if kill -0 "$SSHD_PID" 2>/dev/null; then PORT=$p; break; fi
@@ -247,7 +257,8 @@ login() {   # login NAME [full]: ssh in and hold the login; $T/NAME.out, client 
         <"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" 8>&- 9>&- ) &
     LOGIN_PID=$!
     CLIENT_PIDS="$CLIENT_PIDS $LOGIN_PID"
-    wait_until 20 grep -qx ready "$T/$name.out"
+    wait_until 20 sh -c "grep -qx ready '$T/$name.out' || ! kill -0 $LOGIN_PID"
+    grep -qx ready "$T/$name.out"
 }
 
 lease_json() { "$COFFER" lease ls --all --json; }

@@ -22,4 +22,21 @@ ok "the activated daemon reports it was initialized (state kept across connectio
     sh -c '"$1" status --json | grep -q "\"initialized\":true"' _ "$COFFER"
 ok "SIGTERM stops the activated cofferd" sh -c 'pkill -TERM -f -- "--state-dir $1/state" && sleep 0.3 && ! pgrep -f -- "--state-dir $1/state"' _ "$T"
 ok "cofferd leaves the activated socket in place (the activator owns it)" test -S "$COFFER_SOCKET"
+kill "$ACT_PID" 2>/dev/null; wait "$ACT_PID" 2>/dev/null
+
+# Two sockets, named as cofferd.socket and cofferd-creds.socket name them: the
+# API socket and systemd's credential socket.
+rm -f "$COFFER_SOCKET"
+CS=$T/act-creds.sock
+systemd-socket-activate -l "$COFFER_SOCKET" -l "$CS" --fdname=coffer:creds \
+    "$COFFERD" --state-dir "$T/state" --audit-log "$T/audit.log" --socket "$T/unused.sock" \
+    --creds-socket "$T/unused-creds.sock" >>"$T/cofferd.log" 2>&1 &
+ACT_PID=$!
+for _ in $(seq 100); do [ -S "$CS" ] && break; sleep 0.05; done
+ok "with two named sockets, the API socket (fd name coffer) serves requests" "$COFFER" status
+ok "...the store is the same one" sh -c '"$1" operator unseal --keyfile "$2/unseal.key" && [ "$("$1" get act/x)" = v1 ]' _ "$COFFER" "$T"
+/usr/bin/python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.shutdown(socket.SHUT_WR); sys.exit(len(s.recv(10)))' "$CS"
+ok "the socket named creds is the credential responder: a non-systemd request gets nothing" test $? -eq 0
+ok "...and is audited as a creds-load refusal" grep -q '"op":"creds-load".*not systemd' "$T/audit.log"
+ok "cofferd bound neither of its own paths" sh -c "! test -e '$T/unused.sock' && ! test -e '$T/unused-creds.sock'"
 done_testing
