@@ -34,6 +34,24 @@ done
 ( echo 0 >/proc/self/loginuid ) 2>/dev/null ||
     skip_all "cannot set the loginuid (needs CAP_AUDIT_CONTROL and a kernel with audit)"
 PY=/usr/bin/python3
+# The user runs the coffer CLI from the build tree and reaches the daemon's
+# socket in $T: both must be traversable by others.
+as_nobody "$COFFER" --help >/dev/null 2>&1 ||
+    skip_all "other users cannot run $COFFER (is the build directory traversable by others?)"
+# shellcheck disable=SC2016
+as_nobody sh -c 'cd "$1"' sh "$T" 2>/dev/null ||
+    skip_all "other users cannot reach $T (TMPDIR must be traversable by others)"
+# A sanitizer build of the module: sshd is not linked with the runtime, so it
+# is preloaded (ASAN_OPTIONS would not do: sshd's setproctitle overwrites the
+# environment block the runtime reads it from when PAM loads the module).
+SSHD_ENV=()
+if readelf -d "$MODULE" 2>/dev/null | grep -q 'libasan'; then
+    ASAN_RT=$(ldd "$MODULE" 2>/dev/null | awk '$1 ~ /^libasan/ { print $3; exit }')
+    [ -f "$ASAN_RT" ] || skip_all "pam_coffer.so is built with ASan but its runtime was not found"
+    SSHD_ENV=(env "LD_PRELOAD=$ASAN_RT" "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
+fi
+
+# Nothing to undo before here: skip_all does not run CLEANUP_EXTRA.
 
 S=$$
 U=cfssh$S
@@ -102,11 +120,6 @@ ssh-keygen -q -t ed25519 -N '' -C "coffer-e2e-host" -f "$T/host_ed25519" || { ec
 AKDIR=$(mktemp -d /run/coffer-e2e-keys.XXXXXX) || { echo "Bail out! mktemp under /run failed"; exit 1; }
 chmod 0755 "$AKDIR"
 install -m 0644 "$T/id_ed25519.pub" "$AKDIR/$U"
-
-# The user runs the coffer CLI from the build tree and reaches the daemon's
-# socket in $T: both must be traversable.
-setpriv --reuid="$U_UID" --regid="$U_GID" --clear-groups "$COFFER" --help >/dev/null 2>&1 ||
-    skip_all "the test user cannot run $COFFER (is the build directory traversable by others?)"
 
 # ---- cofferd: session dir on a tmpfs, login map, session:login policy ----
 mkdir -m 0755 "$T/run"
@@ -184,16 +197,6 @@ LogLevel VERBOSE
 EOF
 }
 
-# A sanitizer build of the module: sshd is not linked with the runtime, so it
-# is preloaded (ASAN_OPTIONS would not do: sshd's setproctitle overwrites the
-# environment block the runtime reads it from when PAM loads the module).
-SSHD_ENV=()
-if readelf -d "$MODULE" 2>/dev/null | grep -q 'libasan'; then
-    ASAN_RT=$(ldd "$MODULE" 2>/dev/null | awk '$1 ~ /^libasan/ { print $3; exit }')
-    [ -f "$ASAN_RT" ] || skip_all "pam_coffer.so is built with ASan but its runtime was not found"
-    SSHD_ENV=(env "LD_PRELOAD=$ASAN_RT" "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
-fi
-
 PORT=
 for p in $(shuf -i 20000-60999 -n 30); do
     port_free "$p" || continue
@@ -265,7 +268,10 @@ lease_json() { "$COFFER" lease ls --all --json; }
 lease_field() {   # lease_field ID KEY: a field of lease ID, "" if there is none
     lease_json | "$PY" -c 'import json,sys; l=[x for x in json.load(sys.stdin) if x["id"]==sys.argv[1]]; print(l[0][sys.argv[2]] if l else "")' "$1" "$2"
 }
-lease_listed() { "$COFFER" lease ls --all | grep -q "^$1"; }
+leases_of() {   # leases_of ID: how many listed leases are ID or were issued under it
+    lease_json | "$PY" -c 'import json,sys; print(sum(1 for x in json.load(sys.stdin) if sys.argv[1] in (x["id"], x["parent"])))' "$1"
+}
+none_of() { [ -n "$1" ] && [ "$(leases_of "$1")" = 0 ]; }   # none_of ID: ID and its children are gone
 in_audit_session() {   # pids in kernel audit session $1
     local f
     for f in /proc/[0-9]*/sessionid; do
@@ -310,8 +316,7 @@ exits_out "the login's own token (INFERENCE_TOKEN_PATH) is valid" 0 "^Status: +v
 ok_out "coffer lease ls --all shows the session lease of the user" "^$ID +session +$U " "$COFFER" lease ls --all
 is "its object is session:$SVC" "$(lease_field "$ID" object)" "session:$SVC"
 is "its owner is the user" "$(lease_field "$ID" owner)" "$U"
-ok "the tokens are leases under it" sh -c \
-    "'$COFFER' lease ls --all --json | '$PY' -c 'import json,sys; l=[x for x in json.load(sys.stdin) if x[\"parent\"]==\"$ID\" and x[\"object\"]==\"token:inference-api\"]; sys.exit(len(l) != 2)'"
+is "both tokens (login map, issued inside) are leases under it" "$(leases_of "$ID")" 3
 
 # The same user, outside the login: a fresh audit session of their own (as
 # another login would have) and the harness's (none).
@@ -327,11 +332,11 @@ fails_with "so is a process of the user with no audit session" 5 "permission den
 
 # ---- logout ----
 exec 8>&-
-ok "logout (stdin closed): the ssh client exits" sh -c "i=0; while kill -0 $A_PID 2>/dev/null; do i=\$((i+1)); [ \$i -gt 200 ] && exit 1; sleep 0.05; done"
+ok "logout (stdin closed): the ssh client exits" wait_until 10 sh -c "! kill -0 $A_PID"
 wait "$A_PID"; rc=$?
 is "with status 0" "$rc" 0
 ok "after logout the session lease is revoked (not listed)" wait_until 5 sh -c "[ -n '$ID' ] && ! '$COFFER' lease ls --all | grep -q '^$ID'"
-ok "and nothing issued under it is listed" sh -c "[ -n '$ID' ] && ! '$COFFER' lease ls --all | grep -q '$ID'"
+ok "and nothing issued under it is listed" none_of "$ID"
 ok "the session directory is gone" wait_until 5 test -n "$DIR" -a ! -e "$DIR"
 exits_out "the token issued inside the login is reported revoked" 7 "^Status: +revoked" \
     "$COFFER" token verify - <"$T/a.jwt"
@@ -365,8 +370,7 @@ note "killing the sshd processes of the second login:$KILL"
 ok "its sshd processes are found (monitor and user child)" test "$(echo "$KILL" | wc -w)" -ge 2
 # shellcheck disable=SC2086
 kill -KILL $KILL 2>/dev/null
-ok "with sshd killed (-9) the session still ends: lease revoked" \
-    wait_until 8 sh -c "[ -n '$ID2' ] && ! '$COFFER' lease ls --all | grep -q '^$ID2'"
+ok "with sshd killed (-9) the session still ends: its leases are revoked" wait_until 8 none_of "$ID2"
 ok "and its directory removed" wait_until 5 test -n "$DIR2" -a ! -e "$DIR2"
 ok "nothing is left in its audit session" wait_until 5 audit_session_empty "$SID2"
 ok "the end is audited (session-ended by the sweep, or closed)" \
@@ -377,7 +381,7 @@ ok "the ssh client notices and exits" wait_until 10 sh -c "! kill -0 $B_PID"
 exec 9>&-
 
 ok "sshd is still serving" kill -0 "$SSHD_PID"
-ok "no lease is left" sh -c "[ -z \"\$('$COFFER' lease ls --all --json | '$PY' -c 'import json,sys; print(len(json.load(sys.stdin)) or \"\")')\" ]"
+is "no lease is left" "$(lease_json | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))')" 0
 
 # ---- fail=closed: no daemon, no login ----
 stop_daemon
