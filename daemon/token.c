@@ -292,7 +292,7 @@ static void issuer(const struct cofferd *d, char *out, size_t n) {
         }
         gethostname(host, sizeof(host) - 1);
         host[sizeof(host) - 1] = 0;
-        snprintf(out, n, "coffer@%s", host);
+        snprintf(out, n, "coffer@%.240s", host);
 }
 
 int token_mint(struct cofferd *d, const struct token_subject *s, const char *aud, uint64_t ttl,

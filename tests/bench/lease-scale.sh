@@ -138,7 +138,9 @@ get_window_end() {
         p50=$(echo "$line" | sed -n 's/.* p50_us=\([0-9]*\).*/\1/p')
         p99=$(echo "$line" | sed -n 's/.* p99_us=\([0-9]*\).*/\1/p')
         max=$(echo "$line" | sed -n 's/.* max_us=\([0-9]*\).*/\1/p')
-        [ -n "$p99" ] && [ -n "$max" ] || fail "cannot read the latencies from: $line"
+        if [ -z "$p99" ] || [ -z "$max" ]; then
+                fail "cannot read the latencies from: $line"
+        fi
 }
 
 # The revocation list's mtime in ms, 0 while it does not exist.
