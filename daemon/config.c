@@ -26,12 +26,28 @@ void config_defaults(struct config *c) {
         c->session_check_sec = 30;
 }
 
+static int check_stat(const struct stat *stp, const char *path, uid_t uid, char *err, size_t errsz);
+
+int check_owner_mode_fd(int fd, const char *path, uid_t uid, char *err, size_t errsz) {
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                snprintf(err, errsz, "%s: %s", path, strerror(errno));
+                return -errno;
+        }
+        return check_stat(&st, path, uid, err, errsz);
+}
+
 int check_owner_mode(const char *path, uid_t uid, char *err, size_t errsz) {
         struct stat st;
         if (lstat(path, &st) < 0) {
                 snprintf(err, errsz, "%s: %s", path, strerror(errno));
                 return -errno;
         }
+        return check_stat(&st, path, uid, err, errsz);
+}
+
+static int check_stat(const struct stat *stp, const char *path, uid_t uid, char *err, size_t errsz) {
+        struct stat st = *stp;
         if (st.st_uid != 0 && st.st_uid != uid) {
                 snprintf(err, errsz, "%s is owned by uid %u; it must be owned by root or uid %u", path,
                          (unsigned) st.st_uid, (unsigned) uid);

@@ -38,3 +38,5 @@ int config_load(struct config *c, const char *path, bool required, char *err, si
 /* Refuse a path (file or directory) that group or others may write, or that is
  * owned by someone other than root or uid. */
 int check_owner_mode(const char *path, uid_t uid, char *err, size_t errsz);
+/* The same for a file already opened (no window between check and read). */
+int check_owner_mode_fd(int fd, const char *path, uid_t uid, char *err, size_t errsz);

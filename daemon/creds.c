@@ -27,6 +27,7 @@ struct creds_conn {
         sd_event_source *src;
         struct secbuf v;
         size_t off;
+        uint64_t started;          /* monotonic µs */
         struct creds_conn *next, *prev;
 };
 
@@ -127,6 +128,8 @@ static int decide(struct cofferd *d, int fd, const struct peer *p, int peer_rc, 
                               p->unit, unit);
         if (!d->seal.initialized || seal_is_sealed(&d->seal))
                 return refuse(v, -ENOKEY, "creds:sealed", "cofferd is sealed: run `coffer operator unseal`");
+        if (d->creds_map_broken)
+                return refuse(v, -EIO, "creds:map", "the creds map failed to load: fix it and reload cofferd");
         const char *secret = creds_map_lookup(d->creds_map, cred);
         if (!secret)
                 return refuse(v, -ENOENT, "creds:map", "no secret for this credential: map it in the creds map");
@@ -190,6 +193,7 @@ static void serve(struct cofferd *d, int fd) {
         c->d = d;
         c->fd = fd;
         c->v = val;
+        c->started = now_mono_usec();
         c->next = d->creds_conns;
         if (c->next)
                 c->next->prev = c;
@@ -219,4 +223,16 @@ void creds_stop(struct cofferd *d) {
         while (d->creds_conns)
                 conn_free(d->creds_conns);
         d->creds_src = sd_event_source_disable_unref(d->creds_src);
+}
+
+void creds_sweep(struct cofferd *d) {
+        uint64_t now = now_mono_usec(), limit = (uint64_t) CREDS_TIMEOUT_SEC * 1000000u;
+        for (struct creds_conn *c = d->creds_conns, *next; c; c = next) {
+                next = c->next;
+                if (c->started + limit < now) {
+                        fprintf(stderr, "cofferd: dropped a credential delivery the reader left unread for %d s\n",
+                                CREDS_TIMEOUT_SEC);
+                        conn_free(c);
+                }
+        }
 }

@@ -45,3 +45,6 @@ const char *creds_map_lookup(const struct creds_map *m, const char *cred);
 /* Start serving the listening socket fd. */
 int creds_start(struct cofferd *d, int fd);
 void creds_stop(struct cofferd *d);
+/* Drop deliveries a reader has left unread for CREDS_TIMEOUT_SEC. */
+void creds_sweep(struct cofferd *d);
+#define CREDS_TIMEOUT_SEC 10

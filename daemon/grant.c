@@ -104,10 +104,10 @@ static bool unit_glob_ok(const char *s) {
         for (i = 0; s[i]; i++) {
                 char c = s[i];
                 if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '@' ||
-                      c == '.' || c == '_' || c == ':' || c == '-' || c == '*' || c == '\\'))
+                      c == '.' || c == '_' || c == ':' || c == '-' || c == '*'))
                         return false;
         }
-        return i > 0 && i < 256;
+        return i > 0 && i < 256 && !strstr(s, "**");
 }
 
 int process_grant_create(struct request *r) {
@@ -128,7 +128,8 @@ int process_grant_create(struct request *r) {
         if (user[0] && unit[0])
                 return ops_fail(r, -EINVAL, "give --for-user or --for-unit, not both");
         if (unit[0] && !unit_glob_ok(unit))
-                return ops_fail(r, -EINVAL, "--for-unit takes a unit name or glob (letters, digits, @ . _ : - *)");
+                return ops_fail(r, -EINVAL, "--for-unit takes a unit name or glob (letters, digits, @ . _ : -, "
+                                            "and * for any characters but not **)");
         struct pol_decision dec;
         rc = ops_authorize(r, POL_DELEGATE, r->object, &dec);
         if (rc < 0)
@@ -234,15 +235,15 @@ int process_grant_redeem(struct request *r) {
         struct grant_data g;
         uint64_t exp;
         int rc = find_grant(r, &l, &g, &exp);
-        if (rc < 0)
+        if (rc < 0) {
+                r->denied = true;
                 return rc;
+        }
         r->rule = "grant";
         snprintf(r->detail, sizeof(r->detail), "creator=%s(uid %u) redeemer=%s(uid %u)", l->owner,
                  (unsigned) l->owner_uid, r->peer->user, (unsigned) r->peer->uid);
-        if (l->revoked)
-                return ops_fail(r, -ENOENT, g.used >= g.uses ? "this grant was already used (%u of %u uses)"
-                                                             : "this grant was revoked by its creator",
-                                g.used, g.uses);
+        /* Every refusal below is a denial, whatever its errno. */
+        r->denied = true;
         if (g.for_user[0] && r->peer->uid != g.for_uid)
                 return ops_fail(r, -EACCES, "permission denied: this grant is for user %s, not %s", g.for_user,
                                 r->peer->user);
@@ -255,6 +256,28 @@ int process_grant_redeem(struct request *r) {
                         return ops_fail(r, -ESRCH, "your process changed its executable or unit since it "
                                                    "connected; reconnect");
         }
+        if (l->revoked && g.used >= g.uses)
+                return ops_fail(r, -ENOENT, "this grant was already used (%u of %u uses)", g.used, g.uses);
+        if (l->revoked)
+                return ops_fail(r, -ENOENT, "this grant was revoked by its creator");
+        /* The grant stands on its creator's right to delegate, now: taking
+         * that away (policy reload) voids outstanding grants. And an explicit
+         * deny for the redeemer beats the grant, as it beats every allow. */
+        struct pol_decision dec = { 0 };
+        struct passwd pw, *pwr = NULL;
+        char buf[4096];
+        if (getpwuid_r(l->owner_uid, &pw, buf, sizeof(buf), &pwr) != 0 || !pwr ||
+            ops_decide_user(r, pw.pw_uid, pw.pw_gid, pw.pw_name, POL_DELEGATE, l->object, &dec) <= 0)
+                return ops_fail(r, -EACCES, "permission denied: the grant's creator (%s) may no longer delegate %s",
+                                l->owner, l->object);
+        memset(&dec, 0, sizeof(dec));
+        rc = ops_decide(r, POL_READ, l->object, &dec);
+        if (rc < 0 && rc != -ESRCH)
+                return ops_fail(r, rc, "policy evaluation failed: %s", strerror(-rc));
+        if (!dec.allow && dec.file)
+                return ops_fail(r, -EACCES, "permission denied: a deny rule (%s:%u) forbids you %s, grant or not",
+                                dec.file, dec.line, l->object);
+        r->denied = false;
         const char *name = l->object + strlen("secret:");
         _cleanup_secbuf_ struct secbuf v = { 0 };
         uint64_t ver;

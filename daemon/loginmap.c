@@ -150,7 +150,7 @@ int login_map_load(struct login_map *m, const char *path, uid_t self, char *err,
                 snprintf(err, errsz, "%s: %s", path, strerror(errno));
                 return -errno;
         }
-        int rc = check_owner_mode(path, self, err, errsz);
+        int rc = check_owner_mode_fd(fd, path, self, err, errsz);
         if (rc < 0)
                 return rc;
         uint8_t *text = NULL;

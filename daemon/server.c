@@ -368,6 +368,7 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         while (d->conns_head && d->conns_head->last_active + idle < now)
                 conn_free(d->conns_head);
         tokens_refresh(d);
+        creds_sweep(d);
         sd_event_source_set_time_relative(s, 1000000);
         sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); /* a fired timer is off until re-enabled */
         return 0;
@@ -492,14 +493,19 @@ int server_load_creds_map(struct cofferd *d) {
                 return -ENOMEM;
         int rc = creds_map_load(m, d->cfg.creds_map, d->self_uid, err, sizeof(err));
         if (rc < 0) {
+                /* No map at start is not "no mapping": refuse every credential
+                 * until it is fixed, rather than guess. */
                 log_msg("cofferd: CREDS MAP NOT LOADED, %s: %s", d->creds_map ? "the old one stays in force"
-                                                                              : "credential names map to secrets of the same name",
+                                                                              : "no credential is served until it is fixed and reloaded",
                         err);
+                if (!d->creds_map)
+                        d->creds_map_broken = true;
                 free(m);
                 return rc;
         }
         free(d->creds_map);
         d->creds_map = m;
+        d->creds_map_broken = false;
         return 0;
 }
 

@@ -61,6 +61,7 @@ struct cofferd {
         struct creds_conn *creds_conns;
         struct creds_map *creds_map;       /* NULL = names map to secrets of the same name */
         unsigned maps_from_args;           /* 1: --login-map, 2: --creds-map (kept over reloads) */
+        bool creds_map_broken;             /* the creds map never loaded: serve no credential */
 };
 
 int server_start(struct cofferd *d);

@@ -444,8 +444,9 @@ int process_lease_renew(struct request *r) {
                 ttl = lease_data_u64(l->data, "ttl", l->expires > l->issued ? l->expires - l->issued : 1);
         rc = lease_renew(r->d->leases, l, ttl, now_unix());
         if (rc == -EPERM)
-                return ops_fail(r, -EOPNOTSUPP, "lease %s (%s) is not renewable: a token's expiry is part of the token; "
-                                       "issue a new one", r->lease, lease_kind_name(l->kind));
+                return ops_fail(r, -EOPNOTSUPP, "lease %s (%s) is not renewable: its lifetime was fixed when it was "
+                                                "issued (a token carries its expiry); issue a new one",
+                                r->lease, lease_kind_name(l->kind));
         if (rc < 0)
                 return ops_store_fail(r, rc, "renew");
         wire_put_u64(r->out, T_EXPIRES, l->expires);

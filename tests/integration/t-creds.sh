@@ -105,6 +105,13 @@ ok "...including the second one" log_has "$mark" "creds.map:3: expected secret:N
 ok "...and the old map still serves" IN_UNIT trainer@1.service "$PY" "$T/load.py" trainer@1.service hf-token "$CS" "$T/c4"
 ok "...the right value" sh -c "printf 'hf_unit_value' | cmp -s - '$T/c4'"
 
+# a creds map that does not load at start: no credential at all, not "same names"
+stop_daemon
+start_daemon --creds-socket "$CS" --creds-map "$T/creds.map" && unseal_keyfile
+is "with a broken creds map at start, nothing is served (not even same-name secrets)" \
+    "$(IN_UNIT trainer@1.service "$PY" "$T/load.py" trainer@1.service plain "$CS" /dev/null)" 0
+ok "...refused with the reason" grep -q 'credential=plain: the creds map failed to load' "$T/audit.log"
+
 stop_daemon
 start_daemon --creds-socket none || { echo "Bail out! restart failed"; exit 1; }
 ok "--creds-socket none serves no credential socket" test ! -e "$CS"

@@ -114,6 +114,24 @@ else
     skip "...and works inside" "no writable cgroup2 here"
 fi
 
+# ---- the policy still counts ----
+GRD=$(as "$A" "$COFFER" grant create --secret ml/wandb --uses 3 2>/dev/null)
+printf 'deny read secret:ml/* user:%s\n' "$SVC" >"$POLICY_DIR/20-deny.policy"; chmod 0644 "$POLICY_DIR/20-deny.policy"
+"$COFFER" policy reload >/dev/null
+fails_with "an explicit deny for the redeemer beats the grant" 5 "a deny rule \(.*20-deny.policy:1\) forbids you secret:ml/wandb, grant or not" \
+    as "$SVC" "$COFFER" grant redeem "$GRD"
+rm -f "$POLICY_DIR/20-deny.policy"
+printf 'allow read secret:team/* user:root\n' >"$POLICY_DIR/10-ml.policy"
+"$COFFER" policy reload >/dev/null
+fails_with "when the creator may no longer delegate (policy reloaded), outstanding grants stop working" 5 \
+    "the grant's creator \($A\) may no longer delegate secret:ml/wandb" as "$SVC" "$COFFER" grant redeem "$GRD"
+printf 'allow delegate secret:ml/*   group:%s uses<=3 ttl<=1d\n' "$G" >"$POLICY_DIR/10-ml.policy"
+"$COFFER" policy reload >/dev/null
+ok "...and work again when the right is back" sh -c "setpriv --reuid=$SVC --regid=nogroup --init-groups '$COFFER' grant redeem '$GRD' | grep -q wandb-key-value"
+ok "failed redeems are audited as denials" \
+    sh -c "grep '\"op\":\"grant-redeem\"' '$T/audit.log' | grep 'already used' >/dev/null; grep '\"op\":\"grant-redeem\"' '$T/audit.log' | grep '\"result\":\"ENOENT\"' | grep -q '\"decision\":\"deny\"'"
+fails_with "--for-unit refuses ** (not a unit glob)" 1 "not \*\*" as "$A" "$COFFER" grant create --secret ml/wandb --for-unit 'a**'
+
 # ---- survives a restart ----
 GRP=$(as "$A" "$COFFER" grant create --secret ml/wandb 2>/dev/null)
 stop_daemon; start_daemon && unseal_keyfile
