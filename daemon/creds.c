@@ -102,6 +102,23 @@ static int refuse(struct verdict *v, int code, const char *rule, const char *fmt
         return code;
 }
 
+/* The unit of a (uid 0) peer from its cgroup, read while the pidfd shows it
+ * is still the process that connected. */
+static int peer_cgroup_unit(const struct peer *p, char out[static 256]) {
+        char path[64];
+        uint8_t *text = NULL;
+        size_t len = 0;
+        snprintf(path, sizeof(path), "/proc/%ld/cgroup", (long) p->pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read_all_fd(fd, 65536, &text, &len) < 0)
+                return -ESRCH;
+        int rc = creds_cgroup_unit((const char *) text, len, out);
+        free(text);
+        if (rc == 0 && peer_still_same(p) < 0)
+                rc = -ESRCH;
+        return rc;
+}
+
 /* Decide and fetch. 0 with the value in *val, or < 0 with the verdict set. */
 static int decide(struct cofferd *d, int fd, const struct peer *p, int peer_rc, struct verdict *v,
                   struct secbuf *val) {
@@ -123,9 +140,13 @@ static int decide(struct cofferd *d, int fd, const struct peer *p, int peer_rc, 
                 return refuse(v, -EACCES, "creds:root-only", "peer uid %u is not root (only systemd asks here)",
                               (unsigned) p->uid);
         /* The name is a hint; the kernel says which unit the helper is in. */
-        if (strcmp(p->unit, unit) != 0)
+        char real[256];
+        if (peer_cgroup_unit(p, real) < 0)
+                return refuse(v, -EACCES, "creds:unit-mismatch", "the connecting process is in no unit, not '%s'",
+                              unit);
+        if (strcmp(real, unit) != 0)
                 return refuse(v, -EACCES, "creds:unit-mismatch", "the connecting process is in unit '%s', not '%s'",
-                              p->unit, unit);
+                              real, unit);
         if (!d->seal.initialized || seal_is_sealed(&d->seal))
                 return refuse(v, -ENOKEY, "creds:sealed", "cofferd is sealed: run `coffer operator unseal`");
         if (d->creds_map_broken)

@@ -169,3 +169,49 @@ const char *creds_map_lookup(const struct creds_map *m, const char *cred) {
         return proto_name_valid(cred) ? cred : NULL;
 }
 
+
+static bool ends_with(const char *s, size_t n, const char *suffix) {
+        size_t k = strlen(suffix);
+        return n > k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/* The deepest unit in one cgroup path. */
+static int unit_of_path(const char *p, size_t n, char out[static 256]) {
+        int rc = -ENOENT;
+        for (size_t i = 0; i < n;) {
+                while (i < n && p[i] == '/')
+                        i++;
+                size_t j = i;
+                while (j < n && p[j] != '/')
+                        j++;
+                const char *c = p + i;
+                size_t cn = j - i;
+                if (cn > 0 && cn < 256 && (ends_with(c, cn, ".service") || ends_with(c, cn, ".scope"))) {
+                        memcpy(out, c, cn);
+                        out[cn] = 0;
+                        rc = 0;
+                }
+                i = j;
+        }
+        return rc;
+}
+
+int creds_cgroup_unit(const char *text, size_t len, char out[static 256]) {
+        const char *v1 = NULL;
+        size_t v1n = 0;
+        out[0] = 0;
+        for (size_t pos = 0; pos < len;) {
+                const char *nl = memchr(text + pos, '\n', len - pos);
+                size_t ll = nl ? (size_t) (nl - (text + pos)) : len - pos;
+                const char *line = text + pos;
+                pos += ll + (nl ? 1 : 0);
+                if (ll >= 3 && memcmp(line, "0::", 3) == 0)
+                        return unit_of_path(line + 3, ll - 3, out);
+                const char *m = memmem(line, ll, ":name=systemd:", 14);
+                if (m) {
+                        v1 = m + 14;
+                        v1n = ll - (size_t) (v1 - line);
+                }
+        }
+        return v1 ? unit_of_path(v1, v1n, out) : -ENOENT;
+}

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libFuzzer target: what the systemd credential responder parses. The first
- * byte picks the peer address parser or the creds map parser. Accepted
+ * byte picks the peer address parser, the creds map parser or the cgroup
+ * file parser. Accepted
  * addresses yield a unit and credential that re-form the same address;
  * accepted maps write back out to the same map. */
 #include <errno.h>
@@ -51,6 +52,17 @@ static void check_map(const char *p, size_t n) {
                 CHECK(strcmp(m.e[i].cred, m2.e[i].cred) == 0 && strcmp(m.e[i].secret, m2.e[i].secret) == 0);
 }
 
+/* A unit found in a cgroup file is a path component ending in .service or .scope. */
+static void check_cgroup(const char *p, size_t n) {
+        char unit[256];
+        if (creds_cgroup_unit(p, n, unit) < 0)
+                return;
+        size_t k = strlen(unit);
+        CHECK(k > 0 && k < 256 && !strchr(unit, '/') && !strchr(unit, '\n'));
+        CHECK((k > 8 && strcmp(unit + k - 8, ".service") == 0) || (k > 6 && strcmp(unit + k - 6, ".scope") == 0));
+        CHECK(memmem(p, n, unit, k) != NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1)
                 return 0;
@@ -58,8 +70,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!copy)
                 return 0;
         memcpy(copy, data + 1, size - 1);
-        if (data[0] & 1)
+        if (data[0] % 3 == 1)
                 check_address(copy, size - 1);
+        else if (data[0] % 3 == 2)
+                check_cgroup(copy, size - 1);
         else
                 check_map(copy, size - 1);
         free(copy);

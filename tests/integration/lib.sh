@@ -30,6 +30,10 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
+# A killed test (make check interrupted) still cleans up: exit runs the EXIT trap.
+trap 'exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 129' HUP
 
 ok() {   # ok DESCRIPTION COMMAND...  (passes when COMMAND exits 0)
     local d=$1; shift
