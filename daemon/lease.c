@@ -14,6 +14,7 @@
 struct owner_count {
         uint32_t uid;
         unsigned n;
+        bool used;
 };
 
 struct lease_mgr {
@@ -26,8 +27,9 @@ struct lease_mgr {
         struct lease **heap;       /* min-heap by expires */
         size_t hn, hcap;
         size_t live;
-        struct owner_count *owners;
-        size_t nowners;
+        struct owner_count *owners;   /* open addressing by uid */
+        size_t nowners, cowners;
+        struct lease *revoked_head;   /* kept-revoked leases, linked through next/prev */
         struct lease **sessions;   /* live session leases */
         size_t nsessions, csessions;
         char **names;              /* interned owner strings (open addressing) */
@@ -124,7 +126,8 @@ static int tab_insert(struct lease_mgr *m, struct lease *l) {
         }
         size_t j = slot_of(m, l->id);
         while (m->tab[j]) {
-                if (sodium_memcmp(m->tab[j]->id, l->id, LEASE_ID_SIZE) == 0)
+                /* Ids are not secrets (a token carries its own): plain memcmp. */
+                if (memcmp(m->tab[j]->id, l->id, LEASE_ID_SIZE) == 0)
                         return -EEXIST;
                 j = (j + 1) & (m->cap - 1);
         }
@@ -236,25 +239,45 @@ uint64_t lease_next_expiry(const struct lease_mgr *m) {
 
 /* ---- owners, interned names, sessions ---- */
 
+static size_t uid_slot(uint32_t uid, size_t cap) {
+        return (size_t) ((uid * 2654435761u) ^ (uid >> 16)) & (cap - 1);
+}
+
 static struct owner_count *owner_slot(struct lease_mgr *m, uint32_t uid, bool create) {
-        for (size_t i = 0; i < m->nowners; i++)
-                if (m->owners[i].uid == uid)
-                        return &m->owners[i];
+        if (m->cowners) {
+                for (size_t j = uid_slot(uid, m->cowners); m->owners[j].used; j = (j + 1) & (m->cowners - 1))
+                        if (m->owners[j].uid == uid)
+                                return &m->owners[j];
+        }
         if (!create)
                 return NULL;
-        struct owner_count *o = realloc(m->owners, (m->nowners + 1) * sizeof(*o));
-        if (!o)
-                return NULL;
-        m->owners = o;
-        o[m->nowners] = (struct owner_count){ .uid = uid };
-        return &o[m->nowners++];
+        if ((m->nowners + 1) * 2 > m->cowners) {
+                size_t ncap = m->cowners ? m->cowners * 2 : 64;
+                struct owner_count *n = calloc(ncap, sizeof(*n)), *old = m->owners;
+                if (!n)
+                        return NULL;
+                for (size_t i = 0; i < m->cowners; i++)
+                        if (old[i].used) {
+                                size_t j = uid_slot(old[i].uid, ncap);
+                                while (n[j].used)
+                                        j = (j + 1) & (ncap - 1);
+                                n[j] = old[i];
+                        }
+                free(old);
+                m->owners = n;
+                m->cowners = ncap;
+        }
+        size_t j = uid_slot(uid, m->cowners);
+        while (m->owners[j].used)
+                j = (j + 1) & (m->cowners - 1);
+        m->owners[j] = (struct owner_count){ .uid = uid, .used = true };
+        m->nowners++;
+        return &m->owners[j];
 }
 
 unsigned lease_count_owner(const struct lease_mgr *m, uint32_t uid) {
-        for (size_t i = 0; i < m->nowners; i++)
-                if (m->owners[i].uid == uid)
-                        return m->owners[i].n;
-        return 0;
+        struct owner_count *o = owner_slot((struct lease_mgr *) m, uid, false);
+        return o ? o->n : 0;
 }
 
 size_t lease_count(const struct lease_mgr *m) {
@@ -399,7 +422,8 @@ static void lease_free(struct lease *l) {
         if (!l)
                 return;
         free(l->object);
-        free(l->data);
+        if (!l->data_interned)
+                free(l->data);
         free(l);
 }
 
@@ -422,6 +446,35 @@ static void unlink_child(struct lease *l) {
         if (l->next)
                 l->next->prev = l->prev;
         l->parent = l->next = l->prev = NULL;
+}
+
+/* Kept-revoked leases (tokens, grants) have no parent or children left: their
+ * sibling links chain them in the revoked list instead. */
+static void revoked_link(struct lease_mgr *m, struct lease *l) {
+        l->prev = NULL;
+        l->next = m->revoked_head;
+        if (l->next)
+                l->next->prev = l;
+        m->revoked_head = l;
+}
+
+static void revoked_unlink(struct lease_mgr *m, struct lease *l) {
+        if (l->prev)
+                l->prev->next = l->next;
+        else if (m->revoked_head == l)
+                m->revoked_head = l->next;
+        if (l->next)
+                l->next->prev = l->prev;
+        l->next = l->prev = NULL;
+}
+
+int lease_foreach_revoked(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud) {
+        for (struct lease *l = m->revoked_head; l; l = l->next) {
+                int rc = fn(ud, l);
+                if (rc)
+                        return rc;
+        }
+        return 0;
 }
 
 static void count_live(struct lease_mgr *m, const struct lease *l, int delta) {
@@ -477,7 +530,9 @@ int lease_create(struct lease_mgr *m, const struct lease_new *n, unsigned cap, u
         l->owner_uid = n->owner_uid;
         l->owner = intern(m, n->owner);
         l->object = strdup(n->object);
-        l->data = strdup(n->data ? n->data : "");
+        /* A token's data is its key id, shared by thousands: interned. */
+        l->data_interned = n->kind == LEASE_TOKEN;
+        l->data = l->data_interned ? (char *) intern(m, n->data ? n->data : "") : strdup(n->data ? n->data : "");
         l->issued = now;
         l->expires = now + n->ttl;
         l->max_expires = now + n->max_ttl;
@@ -533,16 +588,20 @@ int lease_set_data(struct lease_mgr *m, struct lease *l, const char *data) {
         if (!m->have_key)
                 return -ENOKEY;
         char *n = strdup(data), *old = l->data;
+        bool was_interned = l->data_interned;
         if (!n)
                 return -ENOMEM;
         l->data = n;
+        l->data_interned = false;
         int rc = persist(m, l);
         if (rc < 0) {
                 l->data = old;
+                l->data_interned = was_interned;
                 free(n);
                 return rc;
         }
-        free(old);
+        if (!was_interned)
+                free(old);
         return 0;
 }
 
@@ -556,6 +615,7 @@ static int revoke_one(struct lease_mgr *m, struct lease *l, const char *why, uin
         if (!l->revoked && (l->kind == LEASE_TOKEN || l->kind == LEASE_GRANT) && !expired && l->expires > now) {
                 count_live(m, l, -1);
                 l->revoked = now;
+                revoked_link(m, l);
                 rc = persist(m, l);
                 return rc;
         }
@@ -628,7 +688,7 @@ int lease_expire(struct lease_mgr *m, uint64_t now, unsigned max) {
                         int rc = store_lease_delete(m->st, l->id);
                         if (rc < 0 && err == 0)
                                 err = rc;
-                        unlink_child(l);
+                        revoked_unlink(m, l);
                         index_remove(m, l);
                         lease_free(l);
                         n++;
@@ -677,7 +737,8 @@ static int load_row(void *ud, const struct store_lease *r) {
         l->owner_uid = r->owner_uid;
         l->owner = intern(m, r->owner);
         l->object = strndup(r->object, LEASE_OBJECT_MAX);
-        l->data = strndup(r->data, 8192);
+        l->data_interned = l->kind == LEASE_TOKEN;
+        l->data = l->data_interned ? (char *) intern(m, r->data) : strndup(r->data, 8192);
         l->issued = r->issued;
         l->expires = r->expires;
         l->max_expires = r->max_expires;
@@ -702,7 +763,9 @@ static int load_row(void *ud, const struct store_lease *r) {
                 lease_free(l);
                 return rc;
         }
-        if (r->has_parent) {
+        if (l->revoked) {
+                revoked_link(m, l);
+        } else if (r->has_parent) {
                 if (c->npp == c->cpp) {
                         size_t n = c->cpp ? c->cpp * 2 : 256;
                         struct pending_parent *p = realloc(c->pp, n * sizeof(*p));

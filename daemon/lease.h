@@ -33,6 +33,7 @@ struct lease {
         uint8_t kind;              /* enum lease_kind */
         bool renewable;
         bool verified;             /* MAC checked (or written) under the current master key */
+        bool data_interned;        /* data is shared (tokens: the key id), not owned */
         uint32_t owner_uid;
         uint32_t audit_session;    /* sessions: the kernel audit session; UINT32_MAX = none */
         const char *owner;         /* interned: user name or unit:NAME */
@@ -91,6 +92,8 @@ int lease_expire(struct lease_mgr *m, uint64_t now, unsigned max);
 /* Earliest expiry among all entries (live or kept-revoked), UINT64_MAX if none. */
 uint64_t lease_next_expiry(const struct lease_mgr *m);
 
+/* Iterate over the kept-revoked entries only (revoked tokens and grants). */
+int lease_foreach_revoked(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud);
 /* Iterate over all entries (live and kept-revoked). Stops at a non-zero return. */
 int lease_foreach(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud);
 size_t lease_count(const struct lease_mgr *m);          /* live */

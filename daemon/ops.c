@@ -24,6 +24,8 @@ enum {
                                  * secret operations authorize on their name once it is decoded */
         WRITES = 1 << 3,        /* changes the store: runs in a transaction with its audit record */
         TAKES_FD = 1 << 4,      /* may carry a file descriptor */
+        RELAXED = 1 << 5,       /* WRITES that only create leases: losing them to a power cut fails safe
+                                 * (the credential stops working), so they commit without fsync */
 };
 
 struct op {
@@ -550,15 +552,15 @@ static const struct op ops[] = {
         { OP_LEASE_LIST, NEED_UNSEALED, 0, NULL, process_lease_list },
         { OP_LEASE_RENEW, NEED_UNSEALED | WRITES, 0, NULL, process_lease_renew },
         { OP_LEASE_REVOKE, NEED_UNSEALED | WRITES, 0, NULL, process_lease_revoke },
-        { OP_SESSION_OPEN, NEED_UNSEALED | WRITES, 0, NULL, process_session_open },
+        { OP_SESSION_OPEN, NEED_UNSEALED | WRITES | RELAXED, 0, NULL, process_session_open },
         { OP_SESSION_CLOSE, NEED_UNSEALED | WRITES, 0, NULL, process_session_close },
-        { OP_TOKEN_ISSUE, NEED_UNSEALED | WRITES, POL_ISSUE, NULL, process_token_issue },
+        { OP_TOKEN_ISSUE, NEED_UNSEALED | WRITES | RELAXED, POL_ISSUE, NULL, process_token_issue },
         { OP_TOKEN_VERIFY, NEED_UNSEALED, 0, NULL, process_token_verify },
         { OP_TOKEN_JWKS, NEED_UNSEALED, 0, NULL, process_token_jwks },
         { OP_TOKEN_ROTATE, NEED_UNSEALED | AUTH_FIXED | WRITES, POL_ADMIN, "store:token-rotate",
           process_token_rotate },
         { OP_KEY_DERIVE, NEED_UNSEALED, POL_ISSUE, NULL, process_key_derive },
-        { OP_GRANT_CREATE, NEED_UNSEALED | WRITES, POL_DELEGATE, NULL, process_grant_create },
+        { OP_GRANT_CREATE, NEED_UNSEALED | WRITES | RELAXED, POL_DELEGATE, NULL, process_grant_create },
         { OP_GRANT_REDEEM, NEED_UNSEALED | WRITES, POL_READ, NULL, process_grant_redeem },
         { OP_GRANT_REVOKE, NEED_UNSEALED | WRITES, 0, NULL, process_grant_revoke },
 };
@@ -630,7 +632,7 @@ static int run(struct request *r, const struct op *o) {
                 return rc;
         if (!(o->flags & WRITES))
                 return o->handler(r);
-        rc = store_begin(r->d->store);
+        rc = (o->flags & RELAXED) ? store_begin_relaxed(r->d->store) : store_begin(r->d->store);
         if (rc < 0)
                 return ops_store_fail(r, rc, "write");
         r->in_tx = true;

@@ -188,7 +188,8 @@ void engines_on_revoke(void *ud, const struct lease *l, const char *why) {
                         .detail = l->owner,
                 };
                 (void) audit_record(d->audit, &ev);
-        } else if (l->kind == LEASE_TOKEN) {
+        } else if (l->kind == LEASE_TOKEN && strcmp(why, "expired") != 0) {
+                /* Only a token revoked with time left is listed. */
                 d->revlist_dirty = true;
         }
 }

@@ -165,6 +165,7 @@ struct store {
         char *dir;
         bool in_tx;      /* inside store_begin .. store_commit/rollback */
         bool scrub_wal;  /* a destroy is pending: checkpoint after commit */
+        bool relaxed;    /* this transaction commits with synchronous=NORMAL */
         char errmsg[256];
 };
 
@@ -362,12 +363,35 @@ int store_begin(struct store *s) {
         return rc;
 }
 
+static int exec(struct store *s, const char *sql);
+
+int store_begin_relaxed(struct store *s) {
+        if (!s)
+                return -EINVAL;
+        int rc = exec(s, "PRAGMA synchronous=NORMAL");
+        if (rc == 0)
+                rc = store_begin(s);
+        if (rc == 0)
+                s->relaxed = true;
+        else
+                (void) exec(s, "PRAGMA synchronous=FULL");
+        return rc;
+}
+
+static void end_relaxed(struct store *s) {
+        if (s->relaxed) {
+                s->relaxed = false;
+                (void) exec(s, "PRAGMA synchronous=FULL");
+        }
+}
+
 int store_commit(struct store *s) {
         if (!s)
                 return -EINVAL;
         if (!s->in_tx)
                 return fail(s, -EINVAL, "no transaction is open");
         int rc = run(s, s->q[Q_COMMIT]);
+        end_relaxed(s);
         if (rc < 0 && tx_active(s))
                 (void) run(s, s->q[Q_ROLLBACK]);
         s->in_tx = false;
@@ -382,6 +406,7 @@ void store_rollback(struct store *s) {
                 return;
         if (tx_active(s))
                 (void) run(s, s->q[Q_ROLLBACK]);
+        end_relaxed(s);
         s->in_tx = false;
         s->scrub_wal = false;
 }

@@ -35,6 +35,10 @@ const char *store_errmsg(const struct store *s);
 int store_meta_get(struct store *s, const char *key, uint8_t **val, size_t *len); /* malloc'd */
 int store_meta_put(struct store *s, const char *key, const void *val, size_t len);
 int store_begin(struct store *s);
+/* A transaction whose loss on power failure (not on a crash) fails safe:
+ * it commits without fsync (WAL, synchronous=NORMAL); the next full commit
+ * or checkpoint makes it durable. For new leases and expiries only. */
+int store_begin_relaxed(struct store *s);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
 

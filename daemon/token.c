@@ -157,7 +157,7 @@ int tokens_write_revocations(struct cofferd *d) {
         if (!c.buf)
                 return -ENOMEM;
         c.len = (size_t) snprintf(c.buf, c.cap, "{\"updated\":%" PRIu64 ",\"revoked\":[", now_unix());
-        lease_foreach(d->leases, add_revoked, &c);
+        lease_foreach_revoked(d->leases, add_revoked, &c);
         int rc = c.err;
         if (rc == 0) {
                 memcpy(c.buf + c.len, "]}\n", 3);
