@@ -408,15 +408,34 @@ static int on_lease_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         (void) s;
         (void) usec;
         /* An expiry lost to a power cut is redone at the next start. */
-        int rc = store_begin_relaxed(d->store);
+        uint64_t t0 = now_mono_usec();
+        int n = 0, rc = store_begin_relaxed(d->store);
         if (rc == 0) {
-                rc = lease_expire(d->leases, now_unix(), EXPIRE_BATCH);
+                rc = n = lease_expire(d->leases, now_unix(), EXPIRE_BATCH);
                 if (rc < 0) {
                         store_rollback(d->store);
                         log_msg("cofferd: lease expiry failed: %s (%s); retrying", strerror(-rc),
                                 store_errmsg(d->store));
                 } else if ((rc = store_commit(d->store)) < 0)
                         log_msg("cofferd: lease expiry commit failed: %s", strerror(-rc));
+        }
+        /* A large expiry runs in batches between which clients are served;
+         * when a backlog of at least one full batch is done, say how long it took. */
+        uint64_t t1 = now_mono_usec();
+        if (n > 0) {
+                if (!d->expiry_run.count)
+                        d->expiry_run.start = t0;
+                d->expiry_run.count += (unsigned) n;
+                if (t1 - t0 > d->expiry_run.longest)
+                        d->expiry_run.longest = t1 - t0;
+        }
+        if (n < EXPIRE_BATCH && d->expiry_run.count) {
+                if (d->expiry_run.count >= EXPIRE_BATCH)
+                        log_msg("cofferd: %u lease(s) expired in %.1f ms (longest batch %.1f ms)",
+                                d->expiry_run.count, (double) (t1 - d->expiry_run.start) / 1000.0,
+                                (double) d->expiry_run.longest / 1000.0);
+                d->expiry_run.count = 0;
+                d->expiry_run.longest = 0;
         }
         server_leases_changed(d);
         return 0;

@@ -54,6 +54,10 @@ struct cofferd {
         char jwks_path[4096];
         char revocation_path[4096];
         bool revlist_dirty;                /* a token was revoked: rewrite the list */
+        struct {
+                unsigned count;            /* leases expired in the current backlog */
+                uint64_t start, longest;   /* monotonic µs */
+        } expiry_run;
         /* The systemd credential responder (creds.c). */
         char creds_path[108];              /* "" = not served */
         int creds_fd;                      /* -1 = none */
