@@ -401,7 +401,7 @@ int server_sealed(struct cofferd *d) {
 
 /* ---- lease expiry and ended sessions ---- */
 
-#define EXPIRE_BATCH 2048 /* per loop iteration: clients are served in between */
+#define EXPIRE_BATCH 512 /* per loop iteration: clients are served in between */
 
 static int on_lease_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         struct cofferd *d = userdata;
