@@ -37,6 +37,9 @@ static const struct subcommand commands[] = {
           "       coffer token verify TOKEN|- [--aud AUDIENCE] [--json]\n"
           "       coffer token jwks | rotate" },
         { "key", cmd_key, "key derive NAME [--bytes N] [--raw]" },
+        { "run", cmd_run,
+          "run [--file NAME=SECRET]... [--env NAME=SECRET]... [--token NAME=AUDIENCE]... [--grant GRANT|-] [--mask] "
+          "-- CMD [ARG]..." },
         { "grant", cmd_grant,
           "grant create --secret NAME [--uses N] [--ttl DURATION] [--for-user USER | --for-unit GLOB]\n"
           "       coffer grant redeem GRANT|-\n"
