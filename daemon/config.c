@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -177,4 +178,37 @@ int config_load(struct config *c, const char *path, bool required, char *err, si
         if (rc == 0)
                 *c = tmp;
         return rc;
+}
+
+void err_append(char *err, size_t errsz, const char *fmt, ...) {
+        size_t used = strnlen(err, errsz);
+        if (used + 2 >= errsz)
+                return;
+        if (used)
+                err[used++] = '\n';
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + used, errsz - used, fmt, ap);
+        va_end(ap);
+}
+
+int read_trusted_file(const char *path, uid_t self, uint8_t **text, size_t *len, char *err, size_t errsz) {
+        *text = NULL;
+        *len = 0;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                snprintf(err, errsz, "%s: %s", path, strerror(errno));
+                return -errno;
+        }
+        int rc = check_owner_mode_fd(fd, path, self, err, errsz);
+        if (rc < 0)
+                return rc;
+        rc = read_all_fd(fd, 1u << 20, text, len);
+        if (rc < 0) {
+                snprintf(err, errsz, "%s: %s", path, strerror(-rc));
+                return rc;
+        }
+        return 1;
 }

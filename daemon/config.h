@@ -4,6 +4,8 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct config {
@@ -40,3 +42,9 @@ int config_load(struct config *c, const char *path, bool required, char *err, si
 int check_owner_mode(const char *path, uid_t uid, char *err, size_t errsz);
 /* The same for a file already opened (no window between check and read). */
 int check_owner_mode_fd(int fd, const char *path, uid_t uid, char *err, size_t errsz);
+/* Append a line to an error text that collects every problem found. */
+void err_append(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Read a small file that must be owned by root or self and not group/world-
+ * writable (checked on the opened file). 1 with *text malloc'd, 0 when it
+ * does not exist, or a negative errno with err set. */
+int read_trusted_file(const char *path, uid_t self, uint8_t **text, size_t *len, char *err, size_t errsz);

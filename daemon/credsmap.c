@@ -59,18 +59,6 @@ int creds_parse_address(const char *addr, size_t len, char unit[static 256], cha
         return 0;
 }
 
-static void add_err(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void add_err(char *err, size_t errsz, const char *fmt, ...) {
-        size_t used = strnlen(err, errsz);
-        if (used + 2 >= errsz)
-                return;
-        if (used)
-                err[used++] = '\n';
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + used, errsz - used, fmt, ap);
-        va_end(ap);
-}
 
 static bool mapped(const struct creds_map *m, const char *cred) {
         for (size_t i = 0; i < m->n; i++)
@@ -93,7 +81,7 @@ int creds_map_parse(struct creds_map *m, const char *name, const char *text, siz
                 lineno++;
                 pos += ll + (nl ? 1 : 0);
                 if (ll >= sizeof(line) || memchr(text + pos - ll - (nl ? 1 : 0), 0, ll)) {
-                        add_err(err, errsz, "%s:%u: line too long or has a NUL byte", name, lineno);
+                        err_append(err, errsz, "%s:%u: line too long or has a NUL byte", name, lineno);
                         rc = -EINVAL;
                         continue;
                 }
@@ -110,20 +98,20 @@ int creds_map_parse(struct creds_map *m, const char *name, const char *text, siz
                 if (n == 0)
                         continue;
                 if (n != 2) {
-                        add_err(err, errsz, "%s:%u: expected CREDENTIAL secret:NAME", name, lineno);
+                        err_append(err, errsz, "%s:%u: expected CREDENTIAL secret:NAME", name, lineno);
                         rc = -EINVAL;
                 } else if (!cred_name_ok(w[0], strlen(w[0]))) {
-                        add_err(err, errsz, "%s:%u: bad credential name (printable, no '/', at most %d bytes)", name,
+                        err_append(err, errsz, "%s:%u: bad credential name (printable, no '/', at most %d bytes)", name,
                                 lineno, CREDS_NAME_MAX);
                         rc = -EINVAL;
                 } else if (strncmp(w[1], "secret:", 7) != 0 || !proto_name_valid(w[1] + 7)) {
-                        add_err(err, errsz, "%s:%u: expected secret:NAME with a valid secret name", name, lineno);
+                        err_append(err, errsz, "%s:%u: expected secret:NAME with a valid secret name", name, lineno);
                         rc = -EINVAL;
                 } else if (m->n == CREDS_MAP_MAX) {
-                        add_err(err, errsz, "%s:%u: more than %d entries", name, lineno, CREDS_MAP_MAX);
+                        err_append(err, errsz, "%s:%u: more than %d entries", name, lineno, CREDS_MAP_MAX);
                         rc = -EINVAL;
                 } else if (mapped(m, w[0])) {
-                        add_err(err, errsz, "%s:%u: %s is mapped twice", name, lineno, w[0]);
+                        err_append(err, errsz, "%s:%u: %s is mapped twice", name, lineno, w[0]);
                         rc = -EINVAL;
                 } else {
                         strcpy_bounded(m->e[m->n].cred, sizeof(m->e[m->n].cred), w[0]);
@@ -137,26 +125,14 @@ int creds_map_parse(struct creds_map *m, const char *name, const char *text, siz
 }
 
 int creds_map_load(struct creds_map *m, const char *path, uid_t self, char *err, size_t errsz) {
+        uint8_t *text = NULL;
+        size_t len = 0;
         memset(m, 0, sizeof(*m));
         if (!path[0])
                 return 0;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0) {
-                if (errno == ENOENT)
-                        return 0;
-                snprintf(err, errsz, "%s: %s", path, strerror(errno));
-                return -errno;
-        }
-        int rc = check_owner_mode_fd(fd, path, self, err, errsz);
-        if (rc < 0)
+        int rc = read_trusted_file(path, self, &text, &len, err, errsz);
+        if (rc <= 0)
                 return rc;
-        uint8_t *text = NULL;
-        size_t len = 0;
-        rc = read_all_fd(fd, 1u << 20, &text, &len);
-        if (rc < 0) {
-                snprintf(err, errsz, "%s: %s", path, strerror(-rc));
-                return rc;
-        }
         rc = creds_map_parse(m, path, (const char *) text, len, err, errsz);
         free(text);
         return rc;

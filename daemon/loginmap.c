@@ -11,18 +11,6 @@
 #include "proto.h"
 #include "util.h"
 
-static void add_err(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void add_err(char *err, size_t errsz, const char *fmt, ...) {
-        size_t used = strnlen(err, errsz);
-        if (used + 2 >= errsz)
-                return;
-        if (used)
-                err[used++] = '\n';
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + used, errsz - used, fmt, ap);
-        va_end(ap);
-}
 
 static bool file_name_valid(const char *s) {
         size_t i;
@@ -94,10 +82,10 @@ int login_map_parse(struct login_map *m, const char *name, const char *text, siz
                 const char *why = NULL;
                 lineno++;
                 if (ll >= sizeof(line)) {
-                        add_err(err, errsz, "%s:%u: line too long", name, lineno);
+                        err_append(err, errsz, "%s:%u: line too long", name, lineno);
                         rc = -EINVAL;
                 } else if (memchr(text + pos, 0, ll)) {
-                        add_err(err, errsz, "%s:%u: NUL byte in line", name, lineno);
+                        err_append(err, errsz, "%s:%u: NUL byte in line", name, lineno);
                         rc = -EINVAL;
                 } else {
                         memcpy(line, text + pos, ll);
@@ -106,24 +94,24 @@ int login_map_parse(struct login_map *m, const char *name, const char *text, siz
                         if (hash)
                                 *hash = 0;
                         if (!utf8_is_valid((const uint8_t *) line, strlen(line))) {
-                                add_err(err, errsz, "%s:%u: not UTF-8", name, lineno);
+                                err_append(err, errsz, "%s:%u: not UTF-8", name, lineno);
                                 rc = -EINVAL;
                         } else {
                                 size_t n = split(line, w, 4);
                                 if (n == 0) {
                                         /* blank or comment */
                                 } else if (m->n == LOGIN_MAP_MAX) {
-                                        add_err(err, errsz, "%s:%u: more than %d entries", name, lineno,
+                                        err_append(err, errsz, "%s:%u: more than %d entries", name, lineno,
                                                 LOGIN_MAP_MAX);
                                         rc = -EINVAL;
                                 } else if (parse_entry(&m->e[m->n], w, n, &why) < 0) {
-                                        add_err(err, errsz, "%s:%u: %s", name, lineno, why);
+                                        err_append(err, errsz, "%s:%u: %s", name, lineno, why);
                                         rc = -EINVAL;
                                 } else {
                                         for (size_t i = 0; i < m->n; i++)
                                                 if (strcmp(m->e[i].env, m->e[m->n].env) == 0 ||
                                                     strcmp(m->e[i].file, m->e[m->n].file) == 0) {
-                                                        add_err(err, errsz, "%s:%u: %s or %s is already used",
+                                                        err_append(err, errsz, "%s:%u: %s or %s is already used",
                                                                 name, lineno, m->e[m->n].env, m->e[m->n].file);
                                                         rc = -EINVAL;
                                                 }
@@ -140,26 +128,14 @@ int login_map_parse(struct login_map *m, const char *name, const char *text, siz
 }
 
 int login_map_load(struct login_map *m, const char *path, uid_t self, char *err, size_t errsz) {
+        uint8_t *text = NULL;
+        size_t len = 0;
         memset(m, 0, sizeof(*m));
         if (!path[0])
                 return 0;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0) {
-                if (errno == ENOENT)
-                        return 0;
-                snprintf(err, errsz, "%s: %s", path, strerror(errno));
-                return -errno;
-        }
-        int rc = check_owner_mode_fd(fd, path, self, err, errsz);
-        if (rc < 0)
+        int rc = read_trusted_file(path, self, &text, &len, err, errsz);
+        if (rc <= 0)
                 return rc;
-        uint8_t *text = NULL;
-        size_t len = 0;
-        rc = read_all_fd(fd, 1u << 20, &text, &len);
-        if (rc < 0) {
-                snprintf(err, errsz, "%s: %s", path, strerror(-rc));
-                return rc;
-        }
         rc = login_map_parse(m, path, (const char *) text, len, err, errsz);
         free(text);
         return rc;

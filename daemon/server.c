@@ -47,8 +47,7 @@ struct conn {
         struct conn *prev, *next;
 };
 
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_msg(const char *fmt, ...) {
+void server_log(const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
@@ -383,10 +382,10 @@ int server_unsealed(struct cofferd *d) {
         /* Rows edited while the daemon was down fail their MAC now. */
         int bad = lease_set_master(d->leases, d->seal.master, now_unix());
         if (bad > 0)
-                log_msg("cofferd: %d lease(s) in the store failed their integrity check and were revoked", bad);
+                server_log("cofferd: %d lease(s) in the store failed their integrity check and were revoked", bad);
         rc = tokens_unsealed(d);
         if (rc < 0)
-                log_msg("cofferd: token keys unavailable: %s", strerror(-rc));
+                server_log("cofferd: token keys unavailable: %s", strerror(-rc));
         server_leases_changed(d);
         return 0;
 }
@@ -414,10 +413,10 @@ static int on_lease_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 rc = n = lease_expire(d->leases, now_unix(), EXPIRE_BATCH);
                 if (rc < 0) {
                         store_rollback(d->store);
-                        log_msg("cofferd: lease expiry failed: %s (%s); retrying", strerror(-rc),
+                        server_log("cofferd: lease expiry failed: %s (%s); retrying", strerror(-rc),
                                 store_errmsg(d->store));
                 } else if ((rc = store_commit(d->store)) < 0)
-                        log_msg("cofferd: lease expiry commit failed: %s", strerror(-rc));
+                        server_log("cofferd: lease expiry commit failed: %s", strerror(-rc));
         }
         /* A large expiry runs in batches between which clients are served;
          * when a backlog of at least one full batch is done, say how long it took. */
@@ -431,7 +430,7 @@ static int on_lease_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         if (n < EXPIRE_BATCH && d->expiry_run.count) {
                 if (d->expiry_run.count >= EXPIRE_BATCH)
-                        log_msg("cofferd: %u lease(s) expired in %.1f ms (longest batch %.1f ms)",
+                        server_log("cofferd: %u lease(s) expired in %.1f ms (longest batch %.1f ms)",
                                 d->expiry_run.count, (double) (t1 - d->expiry_run.start) / 1000.0,
                                 (double) d->expiry_run.longest / 1000.0);
                 d->expiry_run.count = 0;
@@ -467,7 +466,7 @@ static int on_session_check(sd_event_source *s, uint64_t usec, void *userdata) {
         (void) usec;
         int n = session_check_ended(d);
         if (n > 0)
-                log_msg("cofferd: %d lease(s) revoked: their login sessions ended without close_session", n);
+                server_log("cofferd: %d lease(s) revoked: their login sessions ended without close_session", n);
         server_leases_changed(d);
         arm_session_check(d);
         return 0;
@@ -515,7 +514,7 @@ int server_load_creds_map(struct cofferd *d) {
         if (rc < 0) {
                 /* No map at start is not "no mapping": refuse every credential
                  * until it is fixed, rather than guess. */
-                log_msg("cofferd: CREDS MAP NOT LOADED, %s: %s", d->creds_map ? "the old one stays in force"
+                server_log("cofferd: CREDS MAP NOT LOADED, %s: %s", d->creds_map ? "the old one stays in force"
                                                                               : "no credential is served until it is fixed and reloaded",
                         err);
                 if (!d->creds_map)
@@ -536,7 +535,7 @@ int server_load_login_map(struct cofferd *d) {
                 return -ENOMEM;
         int rc = login_map_load(m, d->cfg.login_map, d->self_uid, err, sizeof(err));
         if (rc < 0) {
-                log_msg("cofferd: LOGIN MAP NOT LOADED, %s: %s", d->login ? "the old one stays in force"
+                server_log("cofferd: LOGIN MAP NOT LOADED, %s: %s", d->login ? "the old one stays in force"
                                                                            : "login sessions get no credentials",
                         err);
                 free(m);
@@ -545,7 +544,7 @@ int server_load_login_map(struct cofferd *d) {
         free(d->login);
         d->login = m;
         if (m->n)
-                log_msg("cofferd: login map: %zu credential(s) offered to login sessions, from %s", m->n,
+                server_log("cofferd: login map: %zu credential(s) offered to login sessions, from %s", m->n,
                         d->cfg.login_map);
         return 0;
 }
@@ -554,7 +553,7 @@ void server_reload(struct cofferd *d) {
         struct config c = d->cfg;
         char err[512] = "";
         if (d->config_path[0] && config_load(&c, d->config_path, d->config_required, err, sizeof(err)) < 0) {
-                log_msg("cofferd: reload failed, keeping the old configuration and policy: %s", err);
+                server_log("cofferd: reload failed, keeping the old configuration and policy: %s", err);
                 return;
         }
         /* Paths cannot change under a running daemon. */
@@ -572,9 +571,9 @@ void server_reload(struct cofferd *d) {
         arm_session_check(d);
         int rc = server_load_policy(d, false, err, sizeof(err));
         if (rc < 0)
-                log_msg("cofferd: configuration reloaded; policy NOT reloaded, the old one stays in force: %s", err);
+                server_log("cofferd: configuration reloaded; policy NOT reloaded, the old one stays in force: %s", err);
         else
-                log_msg("cofferd: configuration reloaded; policy reloaded: %d rules from %s", rc, d->cfg.policy_dir);
+                server_log("cofferd: configuration reloaded; policy reloaded: %d rules from %s", rc, d->cfg.policy_dir);
 }
 
 int server_start(struct cofferd *d) {

@@ -68,6 +68,8 @@ struct cofferd {
         bool creds_map_broken;             /* the creds map never loaded: serve no credential */
 };
 
+/* One line to the daemon's log (stderr: the journal under systemd). */
+void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int server_start(struct cofferd *d);
 /* The store became unsealed (audit chain on the master key, leases checked,
  * token keys derived) or sealed (keys wiped, a new sealed audit segment). */

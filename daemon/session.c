@@ -25,14 +25,6 @@
 
 #define RM_DEPTH_MAX 64
 
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_msg(const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-}
 
 /* This boot: audit session ids start over at boot, so a session lease from
  * an earlier boot must not vouch for a process of this one. */
@@ -76,17 +68,17 @@ int session_root_prepare(struct cofferd *d) {
         if (lstat(d->session_dir, &st) < 0)
                 return -errno;
         if (!S_ISDIR(st.st_mode)) {
-                log_msg("cofferd: the session directory %s is not a directory", d->session_dir);
+                server_log("cofferd: the session directory %s is not a directory", d->session_dir);
                 return -ENOTDIR;
         }
         if (st.st_uid == d->self_uid && (st.st_mode & 0777) != 0711 && chmod(d->session_dir, 0711) < 0)
                 return -errno;
         if (check_owner_mode(d->session_dir, d->self_uid, err, sizeof(err)) < 0) {
-                log_msg("cofferd: refusing the session directory: %s", err);
+                server_log("cofferd: refusing the session directory: %s", err);
                 return -EPERM;
         }
         if (statfs(d->session_dir, &sf) == 0 && sf.f_type != TMPFS_MAGIC && sf.f_type != RAMFS_MAGIC)
-                log_msg("cofferd: WARNING: the session directory %s is not on tmpfs or ramfs: login credentials "
+                server_log("cofferd: WARNING: the session directory %s is not on tmpfs or ramfs: login credentials "
                         "would be written to disk; point session_dir at memory (e.g. /run/coffer/sessions)",
                         d->session_dir);
         return 0;
@@ -140,7 +132,7 @@ int session_dir_remove(struct cofferd *d, const char *hex) {
                 return errno == ENOENT ? 0 : -errno;
         int rc = rm_tree(root, hex, d->self_uid, getegid(), 0);
         if (rc < 0)
-                log_msg("cofferd: could not remove the session directory %s/%s: %s", d->session_dir, hex,
+                server_log("cofferd: could not remove the session directory %s/%s: %s", d->session_dir, hex,
                         strerror(-rc));
         return rc;
 }
@@ -247,11 +239,46 @@ static int live_audit_sessions(uint32_t **out, size_t *n, size_t *readable) {
         return 0;
 }
 
+/* A growable list of lease ids: revoking while iterating would change the
+ * table, so the ids are collected first. */
+struct idlist {
+        uint8_t (*ids)[LEASE_ID_SIZE];
+        size_t n, cap;
+};
+
+static int idlist_push(struct idlist *v, const uint8_t *id) {
+        if (v->n == v->cap) {
+                size_t k = v->cap ? v->cap * 2 : 16;
+                void *p = realloc(v->ids, k * LEASE_ID_SIZE);
+                if (!p)
+                        return -ENOMEM;
+                v->ids = p;
+                v->cap = k;
+        }
+        memcpy(v->ids[v->n++], id, LEASE_ID_SIZE);
+        return 0;
+}
+
+/* Revoke every lease in v (one transaction); returns how many were revoked. */
+static int idlist_revoke(struct cofferd *d, struct idlist *v, const char *why) {
+        int n = 0, rc = 0;
+        if (v->n && (rc = store_begin(d->store)) == 0) {
+                for (size_t i = 0; i < v->n; i++) {
+                        struct lease *l = lease_find(d->leases, v->ids[i]);
+                        int k = l ? lease_revoke(d->leases, l, why, now_unix()) : 0;
+                        n += k > 0 ? k : 0;
+                }
+                rc = store_commit(d->store);
+        }
+        free(v->ids);
+        *v = (struct idlist){ 0 };
+        return rc < 0 ? rc : n;
+}
+
 struct ended_ctx {
         const uint32_t *live;
         size_t nlive;
-        uint8_t (*ids)[LEASE_ID_SIZE];
-        size_t n, cap;
+        struct idlist v;
 };
 
 static int collect_ended(void *ud, struct lease *l) {
@@ -260,16 +287,7 @@ static int collect_ended(void *ud, struct lease *l) {
                 return 0;
         if (bsearch(&l->audit_session, c->live, c->nlive, sizeof(uint32_t), cmp_u32))
                 return 0;
-        if (c->n == c->cap) {
-                size_t k = c->cap ? c->cap * 2 : 16;
-                void *p = realloc(c->ids, k * LEASE_ID_SIZE);
-                if (!p)
-                        return -ENOMEM;
-                c->ids = p;
-                c->cap = k;
-        }
-        memcpy(c->ids[c->n++], l->id, LEASE_ID_SIZE);
-        return 0;
+        return idlist_push(&c->v, l->id);
 }
 
 int session_check_ended(struct cofferd *d) {
@@ -287,24 +305,17 @@ int session_check_ended(struct cofferd *d) {
                 return 0;
         }
         rc = lease_foreach(d->leases, collect_ended, &c);
-        int n = 0;
-        if (rc == 0 && c.n && (rc = store_begin(d->store)) == 0) {
-                for (size_t i = 0; i < c.n; i++) {
-                        struct lease *l = lease_find(d->leases, c.ids[i]);
-                        int k = l ? lease_revoke(d->leases, l, "session-ended", now_unix()) : 0;
-                        n += k > 0 ? k : 0;
-                }
-                rc = store_commit(d->store);
-        }
-        free(c.ids);
         free(live);
-        return rc < 0 ? rc : n;
+        if (rc < 0) {
+                free(c.v.ids);
+                return rc;
+        }
+        return idlist_revoke(d, &c.v, "session-ended");
 }
 
 struct boot_ctx {
         char boot[40];
-        uint8_t (*ids)[LEASE_ID_SIZE];
-        size_t n, cap;
+        struct idlist v;
 };
 
 static int collect_other_boot(void *ud, struct lease *l) {
@@ -315,35 +326,20 @@ static int collect_other_boot(void *ud, struct lease *l) {
         if (b && strncmp(b + 6, c->boot, strlen(c->boot)) == 0 && (b[6 + strlen(c->boot)] == 0 ||
                                                                    b[6 + strlen(c->boot)] == '\n'))
                 return 0;
-        if (c->n == c->cap) {
-                size_t k = c->cap ? c->cap * 2 : 16;
-                void *p = realloc(c->ids, k * LEASE_ID_SIZE);
-                if (!p)
-                        return -ENOMEM;
-                c->ids = p;
-                c->cap = k;
-        }
-        memcpy(c->ids[c->n++], l->id, LEASE_ID_SIZE);
-        return 0;
+        return idlist_push(&c->v, l->id);
 }
 
 int session_revoke_other_boots(struct cofferd *d) {
         struct boot_ctx c = { 0 };
-        int n = 0, rc;
         boot_id(c.boot);
         if (!c.boot[0])
                 return 0;
-        rc = lease_foreach(d->leases, collect_other_boot, &c);
-        if (rc == 0 && c.n && (rc = store_begin(d->store)) == 0) {
-                for (size_t i = 0; i < c.n; i++) {
-                        struct lease *l = lease_find(d->leases, c.ids[i]);
-                        int k = l ? lease_revoke(d->leases, l, "rebooted", now_unix()) : 0;
-                        n += k > 0 ? k : 0;
-                }
-                rc = store_commit(d->store);
+        int rc = lease_foreach(d->leases, collect_other_boot, &c);
+        if (rc < 0) {
+                free(c.v.ids);
+                return rc;
         }
-        free(c.ids);
-        return rc < 0 ? rc : n;
+        return idlist_revoke(d, &c.v, "rebooted");
 }
 
 /* ---- lease requests ---- */

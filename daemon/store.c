@@ -1058,6 +1058,21 @@ int store_secret_destroy(struct store *s, const char *name, uint64_t version) {
 
 /* ---- leases ---- */
 
+/* Run a bound one-statement write in its own transaction or savepoint;
+ * bound is the result of binding (< 0: give up). */
+static int run_write(struct store *s, sqlite3_stmt *q, int bound) {
+        if (bound < 0) {
+                resetp(&q);
+                return bound;
+        }
+        int rc = write_begin(s);
+        if (rc == 0)
+                rc = run(s, q);
+        else
+                resetp(&q);
+        return write_end(s, rc);
+}
+
 int store_lease_put(struct store *s, const struct store_lease *l) {
         if (!s || !l || !l->kind || !l->owner || !l->object || !l->data)
                 return -EINVAL;
@@ -1089,33 +1104,14 @@ int store_lease_put(struct store *s, const struct store_lease *l) {
                 rc = bind_i64(s, q, 13, l->revoked);
         if (rc == 0)
                 rc = bind_blob(s, q, 14, l->mac, sizeof(l->mac));
-        if (rc < 0) {
-                resetp(&q);
-                return rc;
-        }
-        rc = write_begin(s);
-        if (rc == 0)
-                rc = run(s, q);
-        else
-                resetp(&q);
-        return write_end(s, rc);
+        return run_write(s, q, rc);
 }
 
 int store_lease_delete(struct store *s, const uint8_t id[static 16]) {
         if (!s)
                 return -EINVAL;
         sqlite3_stmt *q = s->q[Q_LEASE_DEL];
-        int rc = bind_blob(s, q, 1, id, 16);
-        if (rc < 0) {
-                resetp(&q);
-                return rc;
-        }
-        rc = write_begin(s);
-        if (rc == 0)
-                rc = run(s, q);
-        else
-                resetp(&q);
-        return write_end(s, rc);
+        return run_write(s, q, bind_blob(s, q, 1, id, 16));
 }
 
 static const char *col_text(sqlite3_stmt *q, int i) {
