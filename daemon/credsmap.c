@@ -162,7 +162,10 @@ static int unit_of_path(const char *p, size_t n, char out[static 256]) {
                         j++;
                 const char *c = p + i;
                 size_t cn = j - i;
-                if (cn > 0 && cn < 256 && (ends_with(c, cn, ".service") || ends_with(c, cn, ".scope"))) {
+                bool name_ok = cn > 0 && cn < 256;
+                for (size_t k = 0; name_ok && k < cn; k++)
+                        name_ok = unit_char(c[k]);
+                if (name_ok && (ends_with(c, cn, ".service") || ends_with(c, cn, ".scope"))) {
                         memcpy(out, c, cn);
                         out[cn] = 0;
                         rc = 0;

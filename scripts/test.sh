@@ -34,7 +34,7 @@ rm -rf "$top/build-fuzz"; mkdir -p "$top/build-fuzz"
 if ( cd "$top/build-fuzz" && CC=clang "$top/configure" -q --enable-fuzzing && make -j"$J" fuzz-smoke ) >"$top/build-fuzz/fuzz.out" 2>&1; then :; else status=1; fi
 grep -E '^fuzz ' "$top/build-fuzz/fuzz.out" || tail -20 "$top/build-fuzz/fuzz.out"
 fuzz_pass=$(grep -cE '^fuzz .*: ok' "$top/build-fuzz/fuzz.out")
-fuzz_fail=$(grep -cE '^fuzz .*: (FAIL|crash)' "$top/build-fuzz/fuzz.out")
+fuzz_fail=$(grep -ciE '^fuzz .*: (fail|crash)' "$top/build-fuzz/fuzz.out")
 [ -s "$top/build-fuzz/fuzz.out" ] && ! grep -qE '^fuzz ' "$top/build-fuzz/fuzz.out" && fuzz_fail=$((fuzz_fail + 1))
 
 sum() { awk -v k="$1" '$1=="#" && $2==k":" {s+=$3} END {print s+0}' "${logs[@]}"; }
