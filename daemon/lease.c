@@ -36,7 +36,37 @@ struct lease_mgr {
         size_t ncap, nused;
         bool have_key;
         uint8_t *mac_key;          /* sodium_malloc, 32 bytes */
+        uint8_t (*created)[LEASE_ID_SIZE]; /* since lease_mark: undone by lease_undo */
+        size_t ncreated, ccreated;
 };
+
+void lease_mark(struct lease_mgr *m) {
+        m->ncreated = 0;
+}
+
+int lease_undo(struct lease_mgr *m, uint64_t now) {
+        int n = 0;
+        while (m->ncreated > 0) {
+                struct lease *l = lease_find(m, m->created[--m->ncreated]);
+                if (l && !l->revoked) {
+                        int k = lease_revoke(m, l, "rolled-back", now);
+                        n += k > 0 ? k : 0;
+                }
+        }
+        return n;
+}
+
+static void note_created(struct lease_mgr *m, const uint8_t *id) {
+        if (m->ncreated == m->ccreated) {
+                size_t k = m->ccreated ? m->ccreated * 2 : 16;
+                void *p = realloc(m->created, k * LEASE_ID_SIZE);
+                if (!p)
+                        return; /* best effort: the lease then lives until it expires */
+                m->created = p;
+                m->ccreated = k;
+        }
+        memcpy(m->created[m->ncreated++], id, LEASE_ID_SIZE);
+}
 
 const char *lease_kind_name(uint8_t kind) {
         switch (kind) {
@@ -560,6 +590,7 @@ int lease_create(struct lease_mgr *m, const struct lease_new *n, unsigned cap, u
         l->parent = NULL;
         if (n->parent)
                 link_child(n->parent, l);
+        note_created(m, l->id);
         *out = l;
         return 0;
 }
@@ -902,6 +933,7 @@ void lease_mgr_free(struct lease_mgr *m) {
         free(m->owners);
         free(m->sessions);
         free(m->names);
+        free(m->created);
         sodium_free(m->mac_key);
         free(m);
 }

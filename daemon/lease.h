@@ -79,6 +79,11 @@ struct lease_new {
  * when sealed. */
 int lease_create(struct lease_mgr *m, const struct lease_new *n, unsigned cap, uint64_t now, struct lease **out);
 struct lease *lease_find(struct lease_mgr *m, const uint8_t id[static LEASE_ID_SIZE]);
+/* A request's transaction may roll back after leases were made in memory:
+ * lease_mark before it, lease_undo after a rollback revokes what was created
+ * since (their rows went with the rollback). */
+void lease_mark(struct lease_mgr *m);
+int lease_undo(struct lease_mgr *m, uint64_t now);
 /* new expiry = min(now + ttl, max_expires); -EPERM when not renewable. */
 int lease_renew(struct lease_mgr *m, struct lease *l, uint64_t ttl, uint64_t now);
 /* Replace the kind-specific data (persisted, under the MAC). */

@@ -636,6 +636,7 @@ static int run(struct request *r, const struct op *o) {
         if (rc < 0)
                 return ops_store_fail(r, rc, "write");
         r->in_tx = true;
+        lease_mark(r->d->leases);
         return o->handler(r);
 }
 
@@ -655,9 +656,12 @@ int ops_dispatch(struct request *r) {
         /* The record comes before the reply; a write is committed only once
          * its record is written. */
         int arc = audit_request(r, code, rc);
-        if (r->in_tx && (arc < 0 || rc < 0))
+        if (r->in_tx && (arc < 0 || rc < 0)) {
                 store_rollback(r->d->store);
-        else if (r->in_tx && (rc = store_commit(r->d->store)) < 0) {
+                /* Leases made in memory went with the rows: revoke them. */
+                lease_undo(r->d->leases, now_unix());
+        } else if (r->in_tx && (rc = store_commit(r->d->store)) < 0) {
+                lease_undo(r->d->leases, now_unix());
                 ops_store_fail(r, rc, "commit");
                 r->rule = "commit-failed";
                 arc = audit_request(r, code, rc);

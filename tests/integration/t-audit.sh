@@ -160,7 +160,9 @@ fails_with "audit log full: even status is refused, saying why" 1 'audit log can
 fails_with "audit log full: a put fails with a clear message" 1 'audit log cannot be written' \
     sh -c 'printf lost | "$1" put full/lost' _ "$COFFER"
 fails_with "audit log full: a get fails too (fail closed)" 1 'audit log cannot be written' "$COFFER" get full/kept
+fails_with "audit log full: a token issue fails too" 1 'audit log cannot be written' "$COFFER" token issue --aud full
 rm -f "$AFS/fill"
+ok "space back: the failed token issue left no live lease behind" sh -c "! '$COFFER' lease ls | grep -q 'token:full'"
 fails_with "space back: the failed put wrote nothing to the store" 6 'no such secret' "$COFFER" get full/lost
 ok_out "space back: requests are served again" '^kept$' "$COFFER" get full/kept
 
