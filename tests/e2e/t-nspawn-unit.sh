@@ -93,76 +93,12 @@ eval "sysconfdir=\"$(mkvar sysconfdir)\""
 grep -aqF "$localstatedir/lib/coffer" "$COFFERD" && grep -aqF "$sysconfdir/coffer/policy.d" "$COFFERD" ||
     skip_all "cannot tell where this cofferd looks for its store and policy (localstatedir '$localstatedir', sysconfdir '$sysconfdir')"
 
-S=$$
-MACHINE=cfnspu$S
-SLICE=$MACHINE.slice
-SCOPE=machine-$MACHINE.scope
+. "$(dirname "$0")/nspawn-lib.sh"
+nspawn_setup cfnspu
 BOOT_TIMEOUT=${COFFER_NSPAWN_TIMEOUT:-90}
-CACHE=${COFFER_NSPAWN_CACHE:-/var/cache/coffer-tests}
-ROOTFS=$CACHE/bookworm-systemd-cofferd
-NSPAWN_PID=
-BUILD_TMP=
-NSPAWN_RUNDIRS=
-for d in /run/systemd/nspawn/propagate /run/systemd/nspawn/locks /run/systemd/nspawn/unix-export \
-    /run/systemd/nspawn; do
-    [ -e "$d" ] || NSPAWN_RUNDIRS="$NSPAWN_RUNDIRS $d"
-done
-
-rm_cgroup_tree() {   # rm_cgroup_tree DIR: every (empty) cgroup under DIR, then DIR
-    [ -d "$1" ] || return 0
-    local i
-    for i in 1 2 3 4 5 6 7 8 9 10; do
-        find "$1" -depth -type d -exec rmdir {} + 2>/dev/null
-        [ -d "$1" ] || return 0
-        sleep 0.2
-    done
-}
-
-e2e_cleanup() {
-    if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
-        # timeout(1) passes TERM on to nspawn, which shuts the container down,
-        # and KILLs it 10 s later if it has not.
-        kill -TERM "$NSPAWN_PID" 2>/dev/null
-        wait "$NSPAWN_PID" 2>/dev/null
-    fi
-    rm_cgroup_tree "$CG/$SLICE"
-    # a hybrid host: nspawn mirrors its cgroups in the name=systemd hierarchy
-    [ "$CG" != /sys/fs/cgroup/systemd ] && rm_cgroup_tree "/sys/fs/cgroup/systemd/$SLICE"
-    rmdir "/run/systemd/nspawn/propagate/$MACHINE" "/run/systemd/nspawn/unix-export/$MACHINE" 2>/dev/null
-    local d
-    for d in $NSPAWN_RUNDIRS; do rmdir "$d" 2>/dev/null; done   # only what nspawn made for us
-    [ -n "$BUILD_TMP" ] && rm -rf "$BUILD_TMP"
-}
-CLEANUP_EXTRA=e2e_cleanup
-# lib.sh cleans up on EXIT; make a signal an exit, so the container goes too
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ---- the rootfs, built once: systemd and cofferd's runtime libraries ----
-rootfs_ok() { [ -x "$ROOTFS/usr/lib/systemd/systemd" ] && [ -d "$ROOTFS/var/log/journal" ]; }
-if ! rootfs_ok; then
-    DEBOOTSTRAP=$(command -v debootstrap) ||
-        skip_all "no cached rootfs in $ROOTFS and debootstrap is not installed (Debian: apt-get install debootstrap)"
-    mkdir -p "$CACHE" || skip_all "cannot create $CACHE"
-    BUILD_TMP=$(mktemp -d "$CACHE/.bookworm-systemd-cofferd.XXXXXX") || skip_all "cannot write to $CACHE"
-    note "building the container rootfs once (debootstrap bookworm, a minute or two) into $ROOTFS"
-    # COFFER_DEBOOTSTRAP_MIRROR: a Debian mirror URL, else debootstrap's default
-    if ! timeout 900 "$DEBOOTSTRAP" --variant=minbase --include=systemd,dbus,libsodium23,libsqlite3-0,libcap2 \
-        bookworm "$BUILD_TMP/rootfs" ${COFFER_DEBOOTSTRAP_MIRROR:+"$COFFER_DEBOOTSTRAP_MIRROR"} \
-        >"$T/debootstrap.log" 2>&1; then
-        why=$(grep -E '^(E|W):' "$T/debootstrap.log" | tail -1)
-        rm -rf "$BUILD_TMP"   # skip_all runs no cleanup
-        skip_all "cannot build the container rootfs with debootstrap (no network?): ${why:-$(tail -1 "$T/debootstrap.log")}"
-    fi
-    # a persistent journal, to read the container's side after it stopped
-    mkdir -p "$BUILD_TMP/rootfs/var/log/journal"
-    # rename(2) into place; if another run got there first, use its tree
-    mv -T "$BUILD_TMP/rootfs" "$ROOTFS" 2>/dev/null || note "another run built $ROOTFS first: using it"
-    rm -rf "$BUILD_TMP"
-    BUILD_TMP=
-fi
-rootfs_ok || skip_all "no usable rootfs in $ROOTFS"
+nspawn_rootfs bookworm-systemd-cofferd systemd,dbus,libsodium23,libsqlite3-0,libcap2
 
 # Every library the two binaries load must be in the rootfs, and they must run
 # on its C library (the container's ld.so and libraries, on the host).
