@@ -186,19 +186,29 @@ static int token_issue(struct cli *cli, int argc, char **argv) {
         return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
-/* A token from the argument, or from stdin for "-" (keeps it out of ps). */
+/* A token or grant from the argument, or from stdin for "-" (keeps it out of
+ * ps). Both are bearer credentials: wipe with free_arg. */
 static char *token_arg(const char *arg) {
         if (strcmp(arg, "-") != 0)
                 return strdup(arg);
         uint8_t *p = NULL;
-        size_t n = 0;
-        if (read_all_fd(STDIN_FILENO, 65536, &p, &n) < 0)
+        size_t len = 0;
+        if (read_all_fd(STDIN_FILENO, 65536, &p, &len) < 0)
                 return NULL;
+        size_t n = len;
         while (n && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
                 n--;
         char *s = strndup((const char *) p, n);
+        explicit_bzero(p, len);
         free(p);
         return s;
+}
+
+static void free_arg(char *s) {
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
 }
 
 static int token_verify(struct cli *cli, int argc, char **argv) {
@@ -226,12 +236,12 @@ static int token_verify(struct cli *cli, int argc, char **argv) {
         coffer_token_info ti;
         int rc = cli_connect(cli, &c);
         if (rc) {
-                free(tok);
+                free_arg(tok);
                 return rc;
         }
         rc = coffer_token_verify(c, &ti, tok, aud);
         coffer_disconnect(c);
-        free(tok);
+        free_arg(tok);
         if (rc < 0)
                 return cli_fail(rc, "token verify");
         char iat[32], exp[32];
@@ -425,13 +435,12 @@ static int grant_redeem_or_revoke(struct cli *cli, int argc, char **argv, bool r
         coffer_secret *v = NULL;
         int rc = cli_connect(cli, &c);
         if (rc) {
-                free(g);
+                free_arg(g);
                 return rc;
         }
         rc = redeem ? coffer_grant_redeem(c, &v, NULL, g) : coffer_grant_revoke(c, g);
         coffer_disconnect(c);
-        explicit_bzero(g, strlen(g));
-        free(g);
+        free_arg(g);
         if (rc < 0)
                 return cli_fail(rc, redeem ? "grant redeem" : "grant revoke");
         if (v) {

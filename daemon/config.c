@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "util.h"
+#include "wire.h"
 
 void config_defaults(struct config *c) {
         memset(c, 0, sizeof(*c));
@@ -211,4 +212,48 @@ int read_trusted_file(const char *path, uid_t self, uint8_t **text, size_t *len,
                 return rc;
         }
         return 1;
+}
+
+int parse_word_lines(const char *name, const char *text, size_t len, size_t maxw, line_fn fn, void *ud, char *err,
+                     size_t errsz) {
+        int rc = 0;
+        unsigned lineno = 0;
+        if (err && errsz)
+                err[0] = 0;
+        for (size_t pos = 0; pos < len;) {
+                const char *start = text + pos, *nl = memchr(start, '\n', len - pos);
+                size_t ll = nl ? (size_t) (nl - start) : len - pos;
+                char line[1024], why[256] = "", *w[16], *save = NULL;
+                size_t n = 0;
+                lineno++;
+                pos += ll + (nl ? 1 : 0);
+                if (ll >= sizeof(line) || memchr(start, 0, ll)) {
+                        err_append(err, errsz, "%s:%u: %s", name, lineno,
+                                   ll >= sizeof(line) ? "line too long" : "NUL byte in line");
+                        rc = -EINVAL;
+                        continue;
+                }
+                memcpy(line, start, ll);
+                line[ll] = 0;
+                char *hash = strchr(line, '#');
+                if (hash)
+                        *hash = 0;
+                if (!utf8_is_valid((const uint8_t *) line, strlen(line))) {
+                        err_append(err, errsz, "%s:%u: not UTF-8", name, lineno);
+                        rc = -EINVAL;
+                        continue;
+                }
+                for (char *t = strtok_r(line, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
+                        if (n < maxw && n < ELEMENTSOF(w))
+                                w[n] = t;
+                        n++;
+                }
+                if (n > maxw)
+                        n = maxw + 1;
+                if (n > 0 && fn(ud, w, n, why, sizeof(why)) < 0) {
+                        err_append(err, errsz, "%s:%u: %s", name, lineno, why);
+                        rc = -EINVAL;
+                }
+        }
+        return rc;
 }

@@ -48,3 +48,10 @@ void err_append(char *err, size_t errsz, const char *fmt, ...) __attribute__((fo
  * writable (checked on the opened file). 1 with *text malloc'd, 0 when it
  * does not exist, or a negative errno with err set. */
 int read_trusted_file(const char *path, uid_t self, uint8_t **text, size_t *len, char *err, size_t errsz);
+/* Lines of blank-separated words; '#' starts a comment. For each line with
+ * words, fn gets them (n = maxw + 1 when there are more than maxw; only the
+ * first maxw are in w) and returns 0, or < 0 with why set. Every problem is
+ * reported as "NAME:LINE: why" in err. 0, or -EINVAL if any line failed. */
+typedef int (*line_fn)(void *ud, char **w, size_t n, char *why, size_t whysz);
+int parse_word_lines(const char *name, const char *text, size_t len, size_t maxw, line_fn fn, void *ud, char *err,
+                     size_t errsz);

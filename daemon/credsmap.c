@@ -67,58 +67,28 @@ static bool mapped(const struct creds_map *m, const char *cred) {
         return false;
 }
 
+static int add_line(void *ud, char **w, size_t n, char *why, size_t whysz) {
+        struct creds_map *m = ud;
+        if (n != 2)
+                return snprintf(why, whysz, "expected CREDENTIAL secret:NAME"), -EINVAL;
+        if (!cred_name_ok(w[0], strlen(w[0])))
+                return snprintf(why, whysz, "bad credential name (printable, no '/', at most %d bytes)",
+                                CREDS_NAME_MAX), -EINVAL;
+        if (strncmp(w[1], "secret:", 7) != 0 || !proto_name_valid(w[1] + 7))
+                return snprintf(why, whysz, "expected secret:NAME with a valid secret name"), -EINVAL;
+        if (m->n == CREDS_MAP_MAX)
+                return snprintf(why, whysz, "more than %d entries", CREDS_MAP_MAX), -EINVAL;
+        if (mapped(m, w[0]))
+                return snprintf(why, whysz, "%s is mapped twice", w[0]), -EINVAL;
+        strcpy_bounded(m->e[m->n].cred, sizeof(m->e[m->n].cred), w[0]);
+        strcpy_bounded(m->e[m->n].secret, sizeof(m->e[m->n].secret), w[1] + 7);
+        m->n++;
+        return 0;
+}
+
 int creds_map_parse(struct creds_map *m, const char *name, const char *text, size_t len, char *err, size_t errsz) {
-        int rc = 0;
-        unsigned lineno = 0;
         memset(m, 0, sizeof(*m));
-        if (err && errsz)
-                err[0] = 0;
-        for (size_t pos = 0; pos < len;) {
-                const char *nl = memchr(text + pos, '\n', len - pos);
-                size_t ll = nl ? (size_t) (nl - (text + pos)) : len - pos;
-                char line[600], *w[3], *save = NULL;
-                size_t n = 0;
-                lineno++;
-                pos += ll + (nl ? 1 : 0);
-                if (ll >= sizeof(line) || memchr(text + pos - ll - (nl ? 1 : 0), 0, ll)) {
-                        err_append(err, errsz, "%s:%u: line too long or has a NUL byte", name, lineno);
-                        rc = -EINVAL;
-                        continue;
-                }
-                memcpy(line, text + pos - ll - (nl ? 1 : 0), ll);
-                line[ll] = 0;
-                char *hash = strchr(line, '#');
-                if (hash)
-                        *hash = 0;
-                for (char *t = strtok_r(line, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
-                        if (n < 3)
-                                w[n] = t;
-                        n++;
-                }
-                if (n == 0)
-                        continue;
-                if (n != 2) {
-                        err_append(err, errsz, "%s:%u: expected CREDENTIAL secret:NAME", name, lineno);
-                        rc = -EINVAL;
-                } else if (!cred_name_ok(w[0], strlen(w[0]))) {
-                        err_append(err, errsz, "%s:%u: bad credential name (printable, no '/', at most %d bytes)", name,
-                                lineno, CREDS_NAME_MAX);
-                        rc = -EINVAL;
-                } else if (strncmp(w[1], "secret:", 7) != 0 || !proto_name_valid(w[1] + 7)) {
-                        err_append(err, errsz, "%s:%u: expected secret:NAME with a valid secret name", name, lineno);
-                        rc = -EINVAL;
-                } else if (m->n == CREDS_MAP_MAX) {
-                        err_append(err, errsz, "%s:%u: more than %d entries", name, lineno, CREDS_MAP_MAX);
-                        rc = -EINVAL;
-                } else if (mapped(m, w[0])) {
-                        err_append(err, errsz, "%s:%u: %s is mapped twice", name, lineno, w[0]);
-                        rc = -EINVAL;
-                } else {
-                        strcpy_bounded(m->e[m->n].cred, sizeof(m->e[m->n].cred), w[0]);
-                        strcpy_bounded(m->e[m->n].secret, sizeof(m->e[m->n].secret), w[1] + 7);
-                        m->n++;
-                }
-        }
+        int rc = parse_word_lines(name, text, len, 2, add_line, m, err, errsz);
         if (rc < 0)
                 m->n = 0;
         return rc;

@@ -99,15 +99,14 @@ static int grant_decode(const char *s, uint8_t id[LEASE_ID_SIZE], uint8_t secret
         return 0;
 }
 
+/* A unit name or glob: unit-name characters and '*', in the policy's glob
+ * syntax (the same matcher checks it at redeem). */
 static bool unit_glob_ok(const char *s) {
-        size_t i;
-        for (i = 0; s[i]; i++) {
-                char c = s[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '@' ||
-                      c == '.' || c == '_' || c == ':' || c == '-' || c == '*'))
+        for (const char *c = s; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                      strchr("@._:-*", *c)))
                         return false;
-        }
-        return i > 0 && i < 256 && !strstr(s, "**");
+        return strlen(s) < 256 && policy_glob_valid(s);
 }
 
 int process_grant_create(struct request *r) {

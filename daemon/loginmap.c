@@ -25,17 +25,6 @@ static bool file_name_valid(const char *s) {
         return i <= LOGIN_FILE_MAX;
 }
 
-/* Split at blanks; at most max words. Returns the count, or max + 1 if more. */
-static size_t split(char *s, char **w, size_t max) {
-        size_t n = 0;
-        for (char *save = NULL, *t = strtok_r(s, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
-                if (n == max)
-                        return max + 1;
-                w[n++] = t;
-        }
-        return n;
-}
-
 static int parse_entry(struct login_entry *e, char **w, size_t n, const char **why) {
         memset(e, 0, sizeof(*e));
         if (n < 3 || n > 4)
@@ -69,59 +58,24 @@ static int parse_entry(struct login_entry *e, char **w, size_t n, const char **w
         return 0;
 }
 
+static int add_line(void *ud, char **w, size_t n, char *why, size_t whysz) {
+        struct login_map *m = ud;
+        const char *phrase = NULL;
+        if (m->n == LOGIN_MAP_MAX)
+                return snprintf(why, whysz, "more than %d entries", LOGIN_MAP_MAX), -EINVAL;
+        struct login_entry *e = &m->e[m->n];
+        if (parse_entry(e, w, n, &phrase) < 0)
+                return snprintf(why, whysz, "%s", phrase), -EINVAL;
+        for (size_t i = 0; i < m->n; i++)
+                if (strcmp(m->e[i].env, e->env) == 0 || strcmp(m->e[i].file, e->file) == 0)
+                        return snprintf(why, whysz, "%s or %s is already used", e->env, e->file), -EINVAL;
+        m->n++;
+        return 0;
+}
+
 int login_map_parse(struct login_map *m, const char *name, const char *text, size_t len, char *err, size_t errsz) {
-        int rc = 0;
-        unsigned lineno = 0;
         memset(m, 0, sizeof(*m));
-        if (err && errsz)
-                err[0] = 0;
-        for (size_t pos = 0; pos < len;) {
-                const char *nl = memchr(text + pos, '\n', len - pos);
-                size_t ll = nl ? (size_t) (nl - (text + pos)) : len - pos;
-                char line[1024], *w[5];
-                const char *why = NULL;
-                lineno++;
-                if (ll >= sizeof(line)) {
-                        err_append(err, errsz, "%s:%u: line too long", name, lineno);
-                        rc = -EINVAL;
-                } else if (memchr(text + pos, 0, ll)) {
-                        err_append(err, errsz, "%s:%u: NUL byte in line", name, lineno);
-                        rc = -EINVAL;
-                } else {
-                        memcpy(line, text + pos, ll);
-                        line[ll] = 0;
-                        char *hash = strchr(line, '#');
-                        if (hash)
-                                *hash = 0;
-                        if (!utf8_is_valid((const uint8_t *) line, strlen(line))) {
-                                err_append(err, errsz, "%s:%u: not UTF-8", name, lineno);
-                                rc = -EINVAL;
-                        } else {
-                                size_t n = split(line, w, 4);
-                                if (n == 0) {
-                                        /* blank or comment */
-                                } else if (m->n == LOGIN_MAP_MAX) {
-                                        err_append(err, errsz, "%s:%u: more than %d entries", name, lineno,
-                                                LOGIN_MAP_MAX);
-                                        rc = -EINVAL;
-                                } else if (parse_entry(&m->e[m->n], w, n, &why) < 0) {
-                                        err_append(err, errsz, "%s:%u: %s", name, lineno, why);
-                                        rc = -EINVAL;
-                                } else {
-                                        for (size_t i = 0; i < m->n; i++)
-                                                if (strcmp(m->e[i].env, m->e[m->n].env) == 0 ||
-                                                    strcmp(m->e[i].file, m->e[m->n].file) == 0) {
-                                                        err_append(err, errsz, "%s:%u: %s or %s is already used",
-                                                                name, lineno, m->e[m->n].env, m->e[m->n].file);
-                                                        rc = -EINVAL;
-                                                }
-                                        if (rc == 0)
-                                                m->n++;
-                                }
-                        }
-                }
-                pos += ll + (nl ? 1 : 0);
-        }
+        int rc = parse_word_lines(name, text, len, 4, add_line, m, err, errsz);
         if (rc < 0)
                 m->n = 0;
         return rc;

@@ -353,6 +353,12 @@ static int check_glob(struct parser *ps, const char *g, bool absolute) {
         }
 }
 
+bool policy_glob_valid(const char *pattern) {
+        /* No error text wanted: a parser with nowhere to write it. */
+        struct parser ps = { .file = "", .ls = pattern };
+        return check_glob(&ps, pattern, false) == 0;
+}
+
 static int action_item(struct parser *ps, struct pol_rule *r, char *item) {
         enum pol_action a;
 

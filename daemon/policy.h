@@ -105,3 +105,5 @@ int pol_action_from_string(const char *name, enum pol_action *out);
  * pattern must be one that the parser accepts. Linear-ish, no exponential
  * backtracking. Exported for tests, benchmarks and `policy explain`. */
 bool policy_glob_match(const char *pattern, const char *s);
+/* Whether pattern is one the parser accepts for objects and unit: terms. */
+bool policy_glob_valid(const char *pattern);

@@ -447,7 +447,14 @@ void server_leases_changed(struct cofferd *d) {
         }
         if (!d->lease_src)
                 return;
+        /* Called after every request: touch the timer only when the earliest
+         * expiry moved (or the timer fired and is off). */
         uint64_t next = lease_next_expiry(d->leases);
+        int on = SD_EVENT_OFF;
+        (void) sd_event_source_get_enabled(d->lease_src, &on);
+        if (next == d->lease_armed && (next == UINT64_MAX || on != SD_EVENT_OFF))
+                return;
+        d->lease_armed = next;
         if (next == UINT64_MAX) {
                 sd_event_source_set_enabled(d->lease_src, SD_EVENT_OFF);
                 return;

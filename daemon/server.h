@@ -46,6 +46,7 @@ struct cofferd {
         /* Leases and the engines built on them. */
         struct lease_mgr *leases;
         sd_event_source *lease_src;        /* CLOCK_REALTIME: the earliest expiry */
+        uint64_t lease_armed;              /* the expiry lease_src is set for; 0 = not yet */
         sd_event_source *session_check_src;
         struct login_map *login;           /* NULL = nothing is delivered at login */
         struct tokens *tokens;

@@ -270,8 +270,21 @@ static int failure_to_pam(pam_handle_t *pamh, const struct options *o, const cha
         return o->fail_closed ? PAM_SESSION_ERR : PAM_IGNORE;
 }
 
-static bool connect_outage(int r) {
-        return r == -ECONNREFUSED || r == -ENOENT;
+/* The daemon is down (no socket: -ENOENT when connecting), sealed or hung:
+ * what fail= decides about. */
+static bool outage(int r) {
+        return r == -ECONNREFUSED || r == -ENOKEY || r == -ETIMEDOUT;
+}
+
+/* Connect with the module's timeout; on failure, the PAM answer in *ret. */
+static int connect_daemon(pam_handle_t *pamh, const struct options *o, const char *user, bool opening, coffer **c,
+                          int *ret) {
+        int r = coffer_connect(c, socket_path(o));
+        if (r == 0)
+                r = coffer_set_timeout(*c, o->timeout_ms);
+        if (r < 0)
+                *ret = failure_to_pam(pamh, o, user, opening, outage(r) || r == -ENOENT);
+        return r;
 }
 
 static int login_to_pam(pam_handle_t *pamh, const struct options *o, const struct login *l, int r) {
@@ -318,16 +331,11 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                            l.user, l.service ? l.service : "-", l.tty ? l.tty : "-", l.rhost ? l.rhost : "-",
                            socket_path(&o));
 
-        r = coffer_connect(&c, socket_path(&o));
-        if (r == 0)
-                r = coffer_set_timeout(c, o.timeout_ms);
-        if (r < 0) {
-                ret = failure_to_pam(pamh, &o, l.user, true, connect_outage(r));
+        if (connect_daemon(pamh, &o, l.user, true, &c, &ret) < 0)
                 goto out;
-        }
         r = coffer_session_open(c, &s, &req);
         if (r < 0) {
-                ret = failure_to_pam(pamh, &o, l.user, true, r == -ENOKEY || r == -ETIMEDOUT);
+                ret = failure_to_pam(pamh, &o, l.user, true, outage(r));
                 goto out;
         }
         r = export_session(pamh, s);
@@ -396,16 +404,11 @@ PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, con
         if (data)
                 keyring_revoke(data);
 
-        r = coffer_connect(&c, socket_path(&o));
-        if (r == 0)
-                r = coffer_set_timeout(c, o.timeout_ms);
-        if (r < 0) {
-                ret = failure_to_pam(pamh, &o, l.user, false, connect_outage(r));
+        if (connect_daemon(pamh, &o, l.user, false, &c, &ret) < 0)
                 goto out;
-        }
         r = coffer_session_close(c, id, &req);
         if (r < 0 && r != -ENOENT) {
-                ret = failure_to_pam(pamh, &o, l.user, false, r == -ENOKEY || r == -ETIMEDOUT);
+                ret = failure_to_pam(pamh, &o, l.user, false, outage(r));
                 goto out;
         }
         if (r > 0)
