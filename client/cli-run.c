@@ -17,9 +17,12 @@
  * the kernel did because we died) it removes the directory's files and the
  * directory if it is still the same inode. The watcher leaves our process
  * group and session and ignores the usual termination signals, so a ^C or
- * a group kill does not take it down with us. Only a kill of both (SIGKILL
- * to the whole cgroup, as systemd and Slurm do at the end) leaks the
- * directory; it is in memory and mode 0700, and vanishes at reboot.
+ * a group kill does not take it down with us. A kill of both (SIGKILL to the
+ * whole cgroup, as systemd and Slurm do at the end) leaves the directory;
+ * the next coffer run of the same user sweeps it: we and the watcher hold a
+ * shared flock on the directory (one open file description, inherited by the
+ * fork), so a directory whose exclusive lock can be taken has nobody alive
+ * to remove it.
  *
  * The job sees none of our descriptors: the daemon connection is closed
  * before it starts, and every descriptor above 2 is closed in the child
@@ -36,6 +39,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -55,6 +59,8 @@
         "run [--file NAME=SECRET]... [--env NAME=SECRET]... [--token NAME=AUDIENCE]... [--grant GRANT|-] [--mask] " \
         "-- CMD [ARG]..."
 #define SECRETS_DIR_ENV "COFFER_SECRETS_DIR"
+#define RUN_DIR_PREFIX "coffer-run."  /* then mkdtemp's six characters */
+#define RUN_DIR_TRIES 3      /* attempts at a directory that a concurrent sweep took */
 #define PAUSE_MS 50          /* output quiet this long: show what is held (mask.h, "pause") */
 #define DRAIN_IDLE_MS 100    /* after the job exits, stop reading its output once quiet this long, */
 #define DRAIN_MAX_MS 2000    /* or this long after: what it left running may hold the pipe forever */
@@ -240,37 +246,11 @@ static bool in_memory_dir(const char *path) {
         return st.st_uid == geteuid() || (st.st_mode & S_ISVTX);
 }
 
-static int dir_create(struct run *r) {
-        const char *xdg = getenv("XDG_RUNTIME_DIR"), *base = NULL;
-        if (in_memory_dir(xdg))
-                base = xdg;
-        else if (in_memory_dir("/dev/shm"))
-                base = "/dev/shm";
-        else {
-                fprintf(stderr,
-                        "coffer: no in-memory file system for the secret files: $XDG_RUNTIME_DIR is %s, and /dev/shm "
-                        "is not a tmpfs; coffer run does not write secrets to disk. Log in through pam_systemd (it "
-                        "sets XDG_RUNTIME_DIR) or mount a tmpfs on /dev/shm.\n",
-                        xdg && *xdg ? "not a tmpfs or ramfs directory of yours" : "not set");
-                return EXIT_FAIL;
-        }
-        if ((size_t) snprintf(r->dir, sizeof(r->dir), "%s/coffer-run.XXXXXX", base) >= sizeof(r->dir) ||
-            !mkdtemp(r->dir)) {
-                fprintf(stderr, "coffer: cannot create a directory in %s: %s\n", base, strerror(errno));
-                r->dir[0] = 0;
-                return EXIT_FAIL;
-        }
-        r->dirfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (r->dirfd < 0 || fchmod(r->dirfd, 0700) < 0) {
-                fprintf(stderr, "coffer: cannot open %s: %s\n", r->dir, strerror(errno));
-                if (r->dirfd >= 0)
-                        close(r->dirfd);
-                r->dirfd = -1;
-                rmdir(r->dir);
-                r->dir[0] = 0;
-                return EXIT_FAIL;
-        }
-        return 0;
+/* Whether fd is still the directory at parentfd/name: not removed, not replaced. */
+static bool still_named(int fd, int parentfd, const char *name) {
+        struct stat a, b;
+        return fstat(fd, &a) == 0 && fstatat(parentfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_dev == b.st_dev &&
+               a.st_ino == b.st_ino;
 }
 
 /* Remove everything in dirfd: our files, and whatever the job added (the
@@ -300,22 +280,122 @@ static void dir_empty(int dirfd, unsigned depth) {
         closedir(d);
 }
 
-/* Remove our files, then the directory if path still names it. */
-static void dir_remove(int dirfd, const char *path) {
-        struct stat a, b;
+/* Remove what is in dirfd, then the directory if parentfd/name still names
+ * it. 0 when it is gone (or no longer under that name), else -errno. */
+static int dir_remove(int dirfd, int parentfd, const char *name) {
         for (int tries = 0; tries < 3; tries++) {
                 dir_empty(dirfd, 0);
-                if (fstat(dirfd, &a) < 0 || lstat(path, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
-                        return;
-                if (rmdir(path) == 0 || errno != ENOTEMPTY)
-                        return;
+                if (!still_named(dirfd, parentfd, name))
+                        return 0;
+                if (unlinkat(parentfd, name, AT_REMOVEDIR) == 0)
+                        return 0;
+                if (errno != ENOTEMPTY)
+                        return -errno;
         }
+        return -ENOTEMPTY;
+}
+
+/* "coffer-run." and six characters of mkdtemp's: a name we may have made. */
+static bool run_dir_name(const char *s) {
+        size_t n = strlen(RUN_DIR_PREFIX);
+        return strncmp(s, RUN_DIR_PREFIX, n) == 0 && strlen(s + n) == 6 &&
+               strspn(s + n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") == 6;
+}
+
+/* Remove basefd/name if it is a directory of ours that nobody holds locked:
+ * its coffer run and watcher are both dead. 0 when removed or not one to
+ * remove (another user's, a symlink, a file, a live run's), else -errno. */
+static int sweep_one(int basefd, const char *name) {
+        struct stat a, b;
+        if (fstatat(basefd, name, &a, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(a.st_mode) || a.st_uid != geteuid())
+                return 0;
+        int fd = openat(basefd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+        int rc = fstat(fd, &b) < 0 ? -errno : 0;
+        if (rc == 0 && S_ISDIR(b.st_mode) && b.st_uid == geteuid()) {
+                if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                        rc = errno == EWOULDBLOCK ? 0 : -errno;
+                else if (still_named(fd, basefd, name))
+                        rc = dir_remove(fd, basefd, name);
+        }
+        close(fd); /* and the lock with it: nobody else has this descriptor */
+        return rc;
+}
+
+/* Remove the directories that runs killed with their watcher left in base.
+ * Never fatal: at most one line about the first one that stays. */
+static void dir_sweep(const char *base) {
+        DIR *d = opendir(base);
+        struct dirent *e;
+        bool told = false;
+        if (!d)
+                return;
+        while ((e = readdir(d))) {
+                int rc = run_dir_name(e->d_name) ? sweep_one(dirfd(d), e->d_name) : 0;
+                if (rc < 0 && !told) {
+                        fprintf(stderr,
+                                "coffer: %s/%s may be left behind by a killed coffer run and cannot be removed: %s; "
+                                "remove it (rm -rf) if no job of yours uses it\n",
+                                base, e->d_name, strerror(-rc));
+                        told = true;
+                }
+        }
+        closedir(d);
+}
+
+/* Create our directory and take a shared lock on it: the mark of a live run
+ * (the watcher inherits it). -ESTALE when a concurrent sweep removed it. */
+static int dir_make(struct run *r, const char *base) {
+        if ((size_t) snprintf(r->dir, sizeof(r->dir), "%s/" RUN_DIR_PREFIX "XXXXXX", base) >= sizeof(r->dir))
+                return -ENAMETOOLONG;
+        if (!mkdtemp(r->dir))
+                return -errno;
+        r->dirfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int rc = r->dirfd >= 0 && fchmod(r->dirfd, 0700) == 0 && flock(r->dirfd, LOCK_SH | LOCK_NB) == 0 ? 0 : -errno;
+        /* A sweep holding it (EWOULDBLOCK) removes it; ENOENT: it did already. */
+        bool gone = rc == -ENOENT || rc == -EWOULDBLOCK || (rc == 0 && !still_named(r->dirfd, AT_FDCWD, r->dir));
+        if (rc == 0 && !gone)
+                return 0;
+        if (r->dirfd >= 0)
+                close(r->dirfd);
+        r->dirfd = -1;
+        if (!gone)
+                rmdir(r->dir);
+        r->dir[0] = 0;
+        return gone ? -ESTALE : rc;
+}
+
+static int dir_create(struct run *r) {
+        const char *xdg = getenv("XDG_RUNTIME_DIR"), *base = NULL;
+        if (in_memory_dir(xdg))
+                base = xdg;
+        else if (in_memory_dir("/dev/shm"))
+                base = "/dev/shm";
+        else {
+                fprintf(stderr,
+                        "coffer: no in-memory file system for the secret files: $XDG_RUNTIME_DIR is %s, and /dev/shm "
+                        "is not a tmpfs; coffer run does not write secrets to disk. Log in through pam_systemd (it "
+                        "sets XDG_RUNTIME_DIR) or mount a tmpfs on /dev/shm.\n",
+                        xdg && *xdg ? "not a tmpfs or ramfs directory of yours" : "not set");
+                return EXIT_FAIL;
+        }
+        dir_sweep(base);
+        int rc = -ESTALE;
+        for (int tries = 0; tries < RUN_DIR_TRIES && rc == -ESTALE; tries++)
+                rc = dir_make(r, base);
+        if (rc == -ESTALE)
+                fprintf(stderr, "coffer: the directory for the secret files was removed from %s as it was made, %d "
+                                "times; is something else cleaning %s?\n", base, RUN_DIR_TRIES, base);
+        else if (rc < 0)
+                fprintf(stderr, "coffer: cannot create a directory in %s: %s\n", base, strerror(-rc));
+        return rc < 0 ? EXIT_FAIL : 0;
 }
 
 static void dir_cleanup(struct run *r) {
         if (!r->dir[0])
                 return;
-        dir_remove(r->dirfd, r->dir);
+        dir_remove(r->dirfd, AT_FDCWD, r->dir);
         close(r->dirfd);
         r->dirfd = -1;
         r->dir[0] = 0;
@@ -375,7 +455,7 @@ static _Noreturn void watcher_main(struct run *r, int rfd) {
         close_fds_except(keep, 2);
         while (read(rfd, &b, 1) < 0 && errno == EINTR)
                 ;
-        dir_remove(r->dirfd, r->dir);
+        dir_remove(r->dirfd, AT_FDCWD, r->dir);
         _exit(0);
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "policy.h"
 #include "util.h"
 #include "wire.h"
 
@@ -84,6 +85,25 @@ static int set_duration(unsigned *dst, const char *v) {
         return 0;
 }
 
+/* Blank-separated unit globs ("none" or empty: none), each one valid for the
+ * policy's glob engine and naming a .service or .scope. */
+static int set_unit_globs(char *dst, size_t n, const char *v) {
+        char buf[1024], *save = NULL;
+        if (!strcpy_bounded(buf, sizeof(buf), v))
+                return -EINVAL;
+        if (strcmp(v, "none") == 0) {
+                dst[0] = 0;
+                return 0;
+        }
+        for (char *t = strtok_r(buf, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+                size_t k = strlen(t);
+                if (!policy_glob_valid(t) || strchr(t, '/') ||
+                    !((k > 8 && strcmp(t + k - 8, ".service") == 0) || (k > 6 && strcmp(t + k - 6, ".scope") == 0)))
+                        return -EINVAL;
+        }
+        return strcpy_bounded(dst, n, v) ? 0 : -EINVAL;
+}
+
 static int apply(struct config *c, const char *k, const char *v) {
         if (strcmp(k, "socket") == 0)
                 return set_string(c->socket, sizeof(c->socket), v);
@@ -111,6 +131,8 @@ static int apply(struct config *c, const char *k, const char *v) {
                 return set_string(c->creds_socket, sizeof(c->creds_socket), v);
         if (strcmp(k, "creds_map") == 0)
                 return strcpy_bounded(c->creds_map, sizeof(c->creds_map), v) ? 0 : -EINVAL;
+        if (strcmp(k, "creds_containers") == 0)
+                return set_unit_globs(c->creds_containers, sizeof(c->creds_containers), v);
         if (strcmp(k, "token_issuer") == 0)
                 return set_string(c->token_issuer, sizeof(c->token_issuer), v);
         if (strcmp(k, "session_ttl") == 0)

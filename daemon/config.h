@@ -24,6 +24,9 @@ struct config {
         char login_map[PATH_MAX];      /* what a login session gets; "" = nothing */
         char creds_socket[108];        /* systemd LoadCredential= socket; "" = RUNTIME/creds.sock, "none" = off */
         char creds_map[PATH_MAX];      /* credential name -> secret; "" = same names */
+        /* Host units (globs, blank-separated) whose nested units the creds
+         * socket trusts: systemd in a container, e.g. "machine-*.scope". */
+        char creds_containers[1024];
         char token_issuer[256];        /* "" = coffer@HOSTNAME */
         unsigned session_ttl_sec;      /* default and maximum session lease */
         unsigned token_ttl_sec;        /* default token lifetime */

@@ -68,7 +68,7 @@ struct verdict {
         const char *decision;
         const char *rule;
         char object[PROTO_NAME_MAX + 16];
-        char detail[600];
+        char detail[2048];
         int result;
 };
 
@@ -104,7 +104,7 @@ static int refuse(struct verdict *v, int code, const char *rule, const char *fmt
 
 /* The unit of a (uid 0) peer from its cgroup, read while the pidfd shows it
  * is still the process that connected. */
-static int peer_cgroup_unit(const struct peer *p, char out[static 256]) {
+static int peer_cgroup_unit(const struct peer *p, char out[static 256], char outer[static 256]) {
         char path[64];
         uint8_t *text = NULL;
         size_t len = 0;
@@ -112,11 +112,20 @@ static int peer_cgroup_unit(const struct peer *p, char out[static 256]) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || read_all_fd(fd, 65536, &text, &len) < 0)
                 return -ESRCH;
-        int rc = creds_cgroup_unit((const char *) text, len, out);
+        int rc = creds_cgroup_unit((const char *) text, len, out, outer);
         free(text);
         if (rc == 0 && peer_still_same(p) < 0)
                 rc = -ESRCH;
         return rc;
+}
+
+static bool unit_listed(const char *globs, const char *unit) {
+        char buf[sizeof(((struct config *) NULL)->creds_containers)], *save = NULL;
+        strcpy_bounded(buf, sizeof(buf), globs);
+        for (char *t = strtok_r(buf, " \t", &save); t; t = strtok_r(NULL, " \t", &save))
+                if (policy_glob_match(t, unit))
+                        return true;
+        return false;
 }
 
 /* Decide and fetch. 0 with the value in *val, or < 0 with the verdict set. */
@@ -140,13 +149,24 @@ static int decide(struct cofferd *d, int fd, const struct peer *p, int peer_rc, 
                 return refuse(v, -EACCES, "creds:root-only", "peer uid %u is not root (only systemd asks here)",
                               (unsigned) p->uid);
         /* The name is a hint; the kernel says which unit the helper is in. */
-        char real[256];
-        if (peer_cgroup_unit(p, real) < 0)
+        char real[256], outer[256];
+        if (peer_cgroup_unit(p, real, outer) < 0)
                 return refuse(v, -EACCES, "creds:unit-mismatch", "the connecting process is in no unit, not '%s'",
                               unit);
         if (strcmp(real, unit) != 0)
                 return refuse(v, -EACCES, "creds:unit-mismatch", "the connecting process is in unit '%s', not '%s'",
                               real, unit);
+        /* A unit inside another one was named by whoever runs that one (a
+         * container's root, a delegated service): trusted only where the
+         * admin says so. */
+        if (strcmp(outer, unit) != 0) {
+                snprintf(v->detail, sizeof(v->detail), "unit=%s container=%s credential=%s", unit, outer, cred);
+                if (!unit_listed(d->cfg.creds_containers, outer))
+                        return refuse(v, -EACCES, "creds:container",
+                                      "unit '%s' runs inside '%s', whose root names its units; add '%s' (or a glob) "
+                                      "to creds_containers in cofferd.conf to trust them",
+                                      unit, outer, outer);
+        }
         if (!d->seal.initialized || seal_is_sealed(&d->seal))
                 return refuse(v, -ENOKEY, "creds:sealed", "cofferd is sealed: run `coffer operator unseal`");
         if (d->creds_map_broken)

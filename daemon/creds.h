@@ -26,14 +26,16 @@ struct cofferd;
  * 0, or -EINVAL when it is not in that form. */
 int creds_parse_address(const char *addr, size_t len, char unit[static 256], char cred[static CREDS_NAME_MAX + 1]);
 
-/* The unit a process runs in, from the text of its /proc/PID/cgroup as the
- * host sees it: the deepest .service or .scope in its path (the unified
- * hierarchy, else name=systemd). Deepest, not first: systemd inside a
- * container (cgroup namespace) puts its units under the container's scope,
- * e.g. .../machine-x.scope/payload/system.slice/trainer@1.service. Used only
- * for uid-0 peers: a subtree delegated to a user is that user's to name, and
- * such peers are refused before this matters. 0 or -ENOENT. */
-int creds_cgroup_unit(const char *text, size_t len, char out[static 256]);
+/* The units a process runs in, from the text of its /proc/PID/cgroup as the
+ * host sees it (the unified hierarchy, else name=systemd): in *unit the
+ * deepest .service or .scope of its path, in *outer the first. They differ
+ * when units are nested: systemd inside a container (cgroup namespace) puts
+ * its units under the container's scope, e.g.
+ * .../machine-x.scope/payload/system.slice/trainer@1.service, and the
+ * container's root names them as it likes; so does a service with
+ * Delegate=. The caller decides whether to trust the inner name (see
+ * creds_containers). 0 or -ENOENT. */
+int creds_cgroup_unit(const char *text, size_t len, char unit[static 256], char outer[static 256]);
 
 struct creds_entry {
         char cred[CREDS_NAME_MAX + 1];

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -31,8 +32,8 @@ static bool cred_name_ok(const char *s, size_t n) {
 }
 
 int creds_parse_address(const char *addr, size_t len, char unit[static 256], char cred[static CREDS_NAME_MAX + 1]) {
-        /* \0 RANDOM /unit/ UNIT / CRED */
-        if (len < 2 || addr[0] != 0)
+        /* \0 RANDOM /unit/ UNIT / CRED, no longer than sun_path */
+        if (len < 2 || len > sizeof(((struct sockaddr_un *) NULL)->sun_path) || addr[0] != 0)
                 return -EINVAL;
         const char *p = addr + 1, *end = addr + len;
         const char *u = memmem(p, (size_t) (end - p), "/unit/", 6);
@@ -121,8 +122,8 @@ static bool ends_with(const char *s, size_t n, const char *suffix) {
         return n > k && memcmp(s + n - k, suffix, k) == 0;
 }
 
-/* The deepest unit in one cgroup path. */
-static int unit_of_path(const char *p, size_t n, char out[static 256]) {
+/* The deepest and the first unit in one cgroup path. */
+static int units_of_path(const char *p, size_t n, char unit[static 256], char outer[static 256]) {
         int rc = -ENOENT;
         for (size_t i = 0; i < n;) {
                 while (i < n && p[i] == '/')
@@ -136,8 +137,10 @@ static int unit_of_path(const char *p, size_t n, char out[static 256]) {
                 for (size_t k = 0; name_ok && k < cn; k++)
                         name_ok = unit_char(c[k]);
                 if (name_ok && (ends_with(c, cn, ".service") || ends_with(c, cn, ".scope"))) {
-                        memcpy(out, c, cn);
-                        out[cn] = 0;
+                        memcpy(unit, c, cn);
+                        unit[cn] = 0;
+                        if (rc < 0)
+                                memcpy(outer, unit, cn + 1);
                         rc = 0;
                 }
                 i = j;
@@ -145,22 +148,22 @@ static int unit_of_path(const char *p, size_t n, char out[static 256]) {
         return rc;
 }
 
-int creds_cgroup_unit(const char *text, size_t len, char out[static 256]) {
+int creds_cgroup_unit(const char *text, size_t len, char unit[static 256], char outer[static 256]) {
         const char *v1 = NULL;
         size_t v1n = 0;
-        out[0] = 0;
+        unit[0] = outer[0] = 0;
         for (size_t pos = 0; pos < len;) {
                 const char *nl = memchr(text + pos, '\n', len - pos);
                 size_t ll = nl ? (size_t) (nl - (text + pos)) : len - pos;
                 const char *line = text + pos;
                 pos += ll + (nl ? 1 : 0);
                 if (ll >= 3 && memcmp(line, "0::", 3) == 0)
-                        return unit_of_path(line + 3, ll - 3, out);
+                        return units_of_path(line + 3, ll - 3, unit, outer);
                 const char *m = memmem(line, ll, ":name=systemd:", 14);
                 if (m) {
                         v1 = m + 14;
                         v1n = ll - (size_t) (v1 - line);
                 }
         }
-        return v1 ? unit_of_path(v1, v1n, out) : -ENOENT;
+        return v1 ? units_of_path(v1, v1n, unit, outer) : -ENOENT;
 }

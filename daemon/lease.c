@@ -730,6 +730,15 @@ int lease_expire(struct lease_mgr *m, uint64_t now, unsigned max) {
         return err < 0 ? err : n;
 }
 
+int lease_foreach_session(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud) {
+        for (size_t i = 0; i < m->nsessions; i++) {
+                int rc = fn(ud, m->sessions[i]);
+                if (rc)
+                        return rc;
+        }
+        return 0;
+}
+
 int lease_foreach(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud) {
         for (size_t i = 0; i < m->cap; i++)
                 if (m->tab[i]) {

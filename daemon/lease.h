@@ -99,6 +99,8 @@ uint64_t lease_next_expiry(const struct lease_mgr *m);
 
 /* Iterate over the kept-revoked entries only (revoked tokens and grants). */
 int lease_foreach_revoked(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud);
+/* Iterate over the live session leases only; fn must not create or revoke. */
+int lease_foreach_session(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud);
 /* Iterate over all entries (live and kept-revoked). Stops at a non-zero return. */
 int lease_foreach(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud);
 size_t lease_count(const struct lease_mgr *m);          /* live */

@@ -8,6 +8,7 @@
  * and a connection whose replies pile up unread stops being read.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "creds.h"
 #include "loginmap.h"
 #include "ops.h"
+#include "peer.h"
 #include "server.h"
 #include "session.h"
 #include "token.h"
@@ -466,6 +468,7 @@ void server_leases_changed(struct cofferd *d) {
 }
 
 static int arm_session_check(struct cofferd *d);
+static int arm_session_check_in(struct cofferd *d, uint64_t us);
 
 static int on_session_check(sd_event_source *s, uint64_t usec, void *userdata) {
         struct cofferd *d = userdata;
@@ -475,13 +478,24 @@ static int on_session_check(sd_event_source *s, uint64_t usec, void *userdata) {
         if (n > 0)
                 server_log("cofferd: %d lease(s) revoked: their login sessions ended without close_session", n);
         server_leases_changed(d);
-        arm_session_check(d);
+        /* After an opener exited, its session's other processes (the shell,
+         * sshd's user child) take a moment to go: look again soon. */
+        if (d->session_quick > 0 && d->cfg.session_check_sec > 1) {
+                d->session_quick--;
+                arm_session_check_in(d, 1000000u);
+        } else {
+                d->session_quick = 0;
+                arm_session_check(d);
+        }
         return 0;
 }
 
 /* (Re)arm the ended-session sweep for the configured interval; 0 = off. */
 static int arm_session_check(struct cofferd *d) {
-        uint64_t us = (uint64_t) d->cfg.session_check_sec * 1000000u;
+        return arm_session_check_in(d, (uint64_t) d->cfg.session_check_sec * 1000000u);
+}
+
+static int arm_session_check_in(struct cofferd *d, uint64_t us) {
         if (!d->event)
                 return 0;
         if (us == 0)
@@ -491,6 +505,84 @@ static int arm_session_check(struct cofferd *d) {
                                                   on_session_check, d);
         int rc = sd_event_source_set_time_relative(d->session_check_src, us);
         return rc < 0 ? rc : sd_event_source_set_enabled(d->session_check_src, SD_EVENT_ONESHOT);
+}
+
+struct opener {
+        struct cofferd *d;
+        sd_event_source *src;      /* owns the pidfd */
+        pid_t pid;
+        uint64_t start_time;
+};
+
+static void opener_drop(struct cofferd *d, size_t i) {
+        struct opener *o = d->openers[i];
+        sd_event_source_disable_unref(o->src);
+        free(o);
+        d->openers[i] = d->openers[--d->nopeners];
+}
+
+static int on_opener_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct opener *o = userdata;
+        struct cofferd *d = o->d;
+        (void) s;
+        (void) fd;
+        (void) revents;
+        for (size_t i = 0; i < d->nopeners; i++)
+                if (d->openers[i] == o) {
+                        opener_drop(d, i);
+                        break;
+                }
+        if (d->cfg.session_check_sec == 0)
+                return 0;
+        d->session_quick = 5;
+        /* Sooner, never later: a stream of exits must not keep pushing the
+         * check back. */
+        uint64_t now = 0, at = UINT64_MAX;
+        int on = SD_EVENT_OFF;
+        if (d->session_check_src) {
+                sd_event_source_get_enabled(d->session_check_src, &on);
+                sd_event_source_get_time(d->session_check_src, &at);
+        }
+        sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+        if (on == SD_EVENT_OFF || at > now + 250000u)
+                arm_session_check_in(d, 250000u);
+        return 0;
+}
+
+void server_watch_opener(struct cofferd *d, const struct peer *p) {
+        if (!d->event || d->cfg.session_check_sec == 0 || p->pidfd < 0)
+                return;
+        for (size_t i = 0; i < d->nopeners; i++)
+                if (d->openers[i]->pid == p->pid && d->openers[i]->start_time == p->start_time)
+                        return;
+        if (d->nopeners == OPENERS_MAX)
+                return;
+        if (d->nopeners % 64 == 0) {
+                struct opener **v = realloc(d->openers, (d->nopeners + 64) * sizeof(*v));
+                if (!v)
+                        return;
+                d->openers = v;
+        }
+        struct opener *o = calloc(1, sizeof(*o));
+        int fd = fcntl(p->pidfd, F_DUPFD_CLOEXEC, 3);
+        if (!o || fd < 0 || sd_event_add_io(d->event, &o->src, fd, EPOLLIN, on_opener_exit, o) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                free(o);
+                return;
+        }
+        sd_event_source_set_io_fd_own(o->src, true);
+        o->d = d;
+        o->pid = p->pid;
+        o->start_time = p->start_time;
+        d->openers[d->nopeners++] = o;
+}
+
+static void openers_free(struct cofferd *d) {
+        while (d->nopeners)
+                opener_drop(d, d->nopeners - 1);
+        free(d->openers);
+        d->openers = NULL;
 }
 
 /* ---- lifecycle ---- */
@@ -605,6 +697,7 @@ void server_stop(struct cofferd *d) {
         d->sweep_src = sd_event_source_disable_unref(d->sweep_src);
         d->lease_src = sd_event_source_disable_unref(d->lease_src);
         d->session_check_src = sd_event_source_disable_unref(d->session_check_src);
+        openers_free(d);
         creds_stop(d);
         free(d->uids);
         d->uids = NULL;

@@ -18,6 +18,9 @@
 
 struct conn;
 
+struct peer;
+struct opener;
+
 struct uid_count {
         uid_t uid;
         unsigned n;
@@ -48,6 +51,9 @@ struct cofferd {
         sd_event_source *lease_src;        /* CLOCK_REALTIME: the earliest expiry */
         uint64_t lease_armed;              /* the expiry lease_src is set for; 0 = not yet */
         sd_event_source *session_check_src;
+        struct opener **openers;           /* processes that opened login sessions */
+        size_t nopeners;
+        unsigned session_quick;            /* quick checks left after an opener exited */
         struct login_map *login;           /* NULL = nothing is delivered at login */
         struct tokens *tokens;
         char runtime_dir[4096];            /* default home of the runtime files */
@@ -68,6 +74,13 @@ struct cofferd {
         unsigned maps_from_args;           /* 1: --login-map, 2: --creds-map (kept over reloads) */
         bool creds_map_broken;             /* the creds map never loaded: serve no credential */
 };
+
+/* Watch the process that opened a login session (pam_coffer runs in sshd's
+ * session process): when it exits, sessions are checked for an end within a
+ * second or so, not at the next sweep. One watch per process, at most
+ * OPENERS_MAX; past that, the sweep alone. */
+void server_watch_opener(struct cofferd *d, const struct peer *p);
+#define OPENERS_MAX 4096
 
 /* One line to the daemon's log (stderr: the journal under systemd). */
 void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -304,7 +304,7 @@ int session_check_ended(struct cofferd *d) {
                 free(live);
                 return 0;
         }
-        rc = lease_foreach(d->leases, collect_ended, &c);
+        rc = lease_foreach_session(d->leases, collect_ended, &c);
         free(live);
         if (rc < 0) {
                 free(c.v.ids);
@@ -334,7 +334,7 @@ int session_revoke_other_boots(struct cofferd *d) {
         boot_id(c.boot);
         if (!c.boot[0])
                 return 0;
-        int rc = lease_foreach(d->leases, collect_other_boot, &c);
+        int rc = lease_foreach_session(d->leases, collect_other_boot, &c);
         if (rc < 0) {
                 free(c.v.ids);
                 return rc;
@@ -661,6 +661,7 @@ int process_session_open(struct request *r) {
         wire_put_bytes(r->out, T_CREDS, creds.p, creds.len);
         wire_put_u64(r->out, T_DENIED, denied);
         wire_writer_free(&creds); /* wipes token bytes */
+        server_watch_opener(r->d, r->peer);
         return 0;
 }
 

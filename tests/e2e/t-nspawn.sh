@@ -37,7 +37,8 @@
 # (-ENODATA) and cofferd sees the unit ''. The test puts nspawn in a
 # scope-like cgroup so that it sees what a systemd host sees. It expects
 # cofferd to identify the unit inside the container (trainer@1.service, and
-# forger.service for the forger).
+# forger.service for the forger), and to trust that name only because the
+# container's scope is listed in creds_containers.
 #
 # Needs root, systemd-nspawn (Debian: systemd-container), debootstrap, a
 # writable cgroup2 hierarchy, and once the network to build the rootfs:
@@ -82,7 +83,10 @@ cat >"$POLICY_DIR/10-units.policy" <<'EOF'
 allow read secret:hf/*   unit:trainer@*.service
 EOF
 chmod 0644 "$POLICY_DIR/10-units.policy"
-start_daemon --creds-socket "$CS" --creds-map "$T/creds.map" || { echo "Bail out! cofferd did not start"; exit 1; }
+# The container's root names its units: cofferd trusts them because its
+# scope is listed (without it every request below is refused, see t-creds.sh).
+printf 'creds_containers = machine-cfnsp*.scope\n' >"$T/cofferd.conf"
+start_daemon --config "$T/cofferd.conf" --creds-socket "$CS" --creds-map "$T/creds.map" || { echo "Bail out! cofferd did not start"; exit 1; }
 init_keyfile || { echo "Bail out! init failed"; exit 1; }
 # a fresh value; the test compares bytes and never prints it
 head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$T/value"
@@ -144,7 +148,7 @@ ok "systemd runs trainer@1.service in its own cgroup in the container" \
 ok "trainer@1.service found the secret in \$CREDENTIALS_DIRECTORY/hf-token, byte for byte" \
     cmp -s "$T/value" "$T/out/trainer@1.service.out"
 ok "...audited as a creds-load allow for the unit" \
-    sh -c "grep '\"op\":\"creds-load\"' '$T/audit.log' | grep '\"decision\":\"allow\"' | grep -q 'unit=trainer@1.service credential=hf-token'"
+    sh -c "grep '\"op\":\"creds-load\"' '$T/audit.log' | grep '\"decision\":\"allow\"' | grep -qE 'unit=trainer@1.service container=machine-cfnsp[0-9]+.scope credential=hf-token'"
 if ! cmp -s "$T/value" "$T/out/trainer@1.service.out"; then
     note "cofferd on requests naming trainer@1.service (the forger's too):"
     log_since "$mark" | grep -F 'unit=trainer@1.service' | sed 's/^/#   /'
@@ -164,8 +168,8 @@ note "systemd gave other@1.service: $other_got"
 ok "other@1.service received nothing (an empty credential, or the unit failed)" \
     sh -c "! test -s '$T/out/other@1.service.out' && ! cmp -s '$T/value' '$T/out/other@1.service.out'"
 ok "...the refusal is audited as a creds-load deny for the unit and credential" \
-    sh -c "grep '\"op\":\"creds-load\"' '$T/audit.log' | grep '\"decision\":\"deny\"' | grep -q 'unit=other@1.service credential=hf-token: policy does not allow'"
-ok "...and logged loudly" log_has "$mark" "REFUSED a systemd credential \\(unit=other@1.service credential=hf-token"
+    sh -c "grep '\"op\":\"creds-load\"' '$T/audit.log' | grep '\"decision\":\"deny\"' | grep -qE 'unit=other@1.service container=machine-cfnsp[0-9]+.scope credential=hf-token: policy does not allow'"
+ok "...and logged loudly" log_has "$mark" "REFUSED a systemd credential \\(unit=other@1.service container=machine-cfnsp[0-9]*.scope credential=hf-token"
 
 # ---- forger.service: root, wrong unit, the right name ----
 is "a root process in the container outside trainer@1.service, claiming its name, gets nothing" \

@@ -25,13 +25,13 @@ static void check_address(const char *p, size_t n) {
         char unit[256], cred[CREDS_NAME_MAX + 1], again[512];
         if (creds_parse_address(p, n, unit, cred) < 0)
                 return;
-        CHECK(n >= 2 && p[0] == 0 && unit[0] && cred[0] && !strchr(cred, '/'));
+        CHECK(n >= 2 && n <= 108 && p[0] == 0 && unit[0] && cred[0] && !strchr(cred, '/'));
         /* RANDOM is what lies between the NUL and "/unit/". */
         const char *u = memmem(p + 1, n - 1, "/unit/", 6);
         CHECK(u);
         size_t rl = (size_t) (u - (p + 1));
         int len = snprintf(again, sizeof(again), "%.*s/unit/%s/%s", (int) rl, p + 1, unit, cred);
-        CHECK(len > 0 && (size_t) len == n - 1 && memcmp(again, p + 1, n - 1) == 0);
+        CHECK(len > 0 && (size_t) len < sizeof(again) && (size_t) len == n - 1 && memcmp(again, p + 1, n - 1) == 0);
 }
 
 static void check_map(const char *p, size_t n) {
@@ -52,15 +52,21 @@ static void check_map(const char *p, size_t n) {
                 CHECK(strcmp(m.e[i].cred, m2.e[i].cred) == 0 && strcmp(m.e[i].secret, m2.e[i].secret) == 0);
 }
 
-/* A unit found in a cgroup file is a path component ending in .service or .scope. */
-static void check_cgroup(const char *p, size_t n) {
-        char unit[256];
-        if (creds_cgroup_unit(p, n, unit) < 0)
-                return;
+/* The units found in a cgroup file are path components ending in .service
+ * or .scope; the outer one comes first. */
+static void check_unit_name(const char *p, size_t n, const char *unit) {
         size_t k = strlen(unit);
         CHECK(k > 0 && k < 256 && !strchr(unit, '/') && !strchr(unit, '\n'));
         CHECK((k > 8 && strcmp(unit + k - 8, ".service") == 0) || (k > 6 && strcmp(unit + k - 6, ".scope") == 0));
         CHECK(memmem(p, n, unit, k) != NULL);
+}
+
+static void check_cgroup(const char *p, size_t n) {
+        char unit[256], outer[256];
+        if (creds_cgroup_unit(p, n, unit, outer) < 0)
+                return;
+        check_unit_name(p, n, unit);
+        check_unit_name(p, n, outer);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -2,12 +2,13 @@
 /* Open and close login sessions through libcoffer, as pam_coffer does, for
  * tests and benchmarks that do not go through PAM.
  *
- *   sessiontool open USER [--service S] [--tty T] [--rhost H] [--ttl SEC] [--tokens]
+ *   sessiontool open USER [--service S] [--tty T] [--rhost H] [--ttl SEC] [--tokens] [--hold]
  *   sessiontool close ID
  *   sessiontool close-match USER [--service S] [--tty T]
  *
  * open prints id=, dir=, expires=, denied= and one ENV=PATH line per
- * credential (never a value; with --tokens, token=ENV:LENGTH). */
+ * credential (never a value; with --tokens, token=ENV:LENGTH). With --hold,
+ * open then waits until killed, as sshd's session process does. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -16,23 +17,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "coffer.h"
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
                 { "service", required_argument, NULL, 's' }, { "tty", required_argument, NULL, 't' },
                 { "rhost", required_argument, NULL, 'r' },   { "ttl", required_argument, NULL, 'l' },
-                { "tokens", no_argument, NULL, 'k' },        {},
+                { "tokens", no_argument, NULL, 'k' },        { "hold", no_argument, NULL, 'H' },
+                {},
         };
         coffer_session_request q = { 0 };
         int o;
-        while ((o = getopt_long(argc, argv, "s:t:r:l:k", opts, NULL)) >= 0) {
+        bool hold = false;
+        while ((o = getopt_long(argc, argv, "s:t:r:l:kH", opts, NULL)) >= 0) {
                 switch (o) {
                 case 's': q.service = optarg; break;
                 case 't': q.tty = optarg; break;
                 case 'r': q.rhost = optarg; break;
                 case 'l': q.ttl_sec = strtoull(optarg, NULL, 10); break;
                 case 'k': q.want_tokens = 1; break;
+                case 'H': hold = true; break;
                 default: return 2;
                 }
         }
@@ -57,6 +63,12 @@ int main(int argc, char **argv) {
                                                coffer_secret_size(s->creds[i].token));
                         }
                         coffer_session_free(s);
+                        if (hold) {
+                                coffer_disconnect(c);
+                                fflush(stdout);
+                                for (;;)
+                                        pause();
+                        }
                 }
         } else if (strcmp(cmd, "close") == 0 || strcmp(cmd, "close-match") == 0) {
                 bool by_id = strcmp(cmd, "close") == 0;

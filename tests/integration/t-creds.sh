@@ -13,9 +13,16 @@ S=$$
 
 CG=$(findmnt -rn -t cgroup2 -o TARGET | head -1)
 SLICE=cfcr$S.slice
-[ -n "$CG" ] && mkdir -p "$CG/$SLICE/trainer@1.service" "$CG/$SLICE/other@1.service" 2>/dev/null ||
+# Nested units: systemd in a container (machine scope) and a service with
+# Delegate= that names its own sub-cgroup.
+BOX=cfct$S.scope/payload/system.slice/trainer@1.service
+DELEG=deleg.service/trainer@1.service
+[ -n "$CG" ] && mkdir -p "$CG/$SLICE/trainer@1.service" "$CG/$SLICE/other@1.service" "$CG/$SLICE/$BOX" \
+    "$CG/$SLICE/$DELEG" 2>/dev/null ||
     skip_all "needs a writable cgroup2 hierarchy to put processes into units"
-CLEANUP_EXTRA="rmdir $CG/$SLICE/trainer@1.service $CG/$SLICE/other@1.service $CG/$SLICE 2>/dev/null"
+CLEANUP_EXTRA="rmdir $CG/$SLICE/trainer@1.service $CG/$SLICE/other@1.service $CG/$SLICE/$BOX \
+    $CG/$SLICE/cfct$S.scope/payload/system.slice $CG/$SLICE/cfct$S.scope/payload $CG/$SLICE/cfct$S.scope \
+    $CG/$SLICE/$DELEG $CG/$SLICE/deleg.service $CG/$SLICE 2>/dev/null"
 IN_UNIT() { local u=$1; shift; sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/$SLICE/$u" "$@"; }
 
 cat >"$T/creds.map" <<'EOF'
@@ -31,7 +38,8 @@ allow read secret:plain  unit:trainer@*.service
 EOF
 chmod 0644 "$POLICY_DIR/10-units.policy"
 CS=$T/creds.sock
-start_daemon --creds-socket "$CS" --creds-map "$T/creds.map" || { echo "Bail out! cofferd did not start"; exit 1; }
+printf '# containers whose units are trusted: none yet\n' >"$T/cofferd.conf"
+start_daemon --config "$T/cofferd.conf" --creds-socket "$CS" --creds-map "$T/creds.map" || { echo "Bail out! cofferd did not start"; exit 1; }
 init_keyfile || { echo "Bail out! init failed"; exit 1; }
 printf 'hf_unit_value' | "$COFFER" put hf/token >/dev/null
 printf 'plain-value' | "$COFFER" put plain >/dev/null
@@ -77,6 +85,42 @@ is "a root process outside the unit using the unit's name (forged) gets nothing"
     "$(IN_UNIT other@1.service "$PY" "$T/load.py" trainer@1.service hf-token "$CS" "$T/d2")" 0
 ok "...refused because the kernel puts it in another unit" \
     grep -q "unit=trainer@1.service credential=hf-token: the connecting process is in unit 'other@1.service', not 'trainer@1.service'" "$T/audit.log"
+
+# A unit nested in another one is named by the outer one's root.
+is "a unit of that name inside a container's scope gets nothing by default" \
+    "$(IN_UNIT "$BOX" "$PY" "$T/load.py" trainer@1.service hf-token "$CS" "$T/n1")" 0
+ok "...refused as a container's unit, with what to set" \
+    grep -q "unit=trainer@1.service container=cfct$S.scope credential=hf-token: unit 'trainer@1.service' runs inside 'cfct$S.scope', whose root names its units; add 'cfct$S.scope' (or a glob) to creds_containers" "$T/audit.log"
+is "a sub-cgroup named like the unit inside a delegated service gets nothing" \
+    "$(IN_UNIT "$DELEG" "$PY" "$T/load.py" trainer@1.service hf-token "$CS" "$T/n2")" 0
+ok "...refused as nested in deleg.service" \
+    grep -q "unit=trainer@1.service container=deleg.service credential=hf-token: unit 'trainer@1.service' runs inside 'deleg.service'" "$T/audit.log"
+printf 'creds_containers = other.scope cfct*.scope\n' >"$T/cofferd.conf"
+mark=$(log_mark)
+kill -HUP "$DAEMON_PID"
+wait_until 5 log_has "$mark" "configuration reloaded"
+ok "with the container listed in creds_containers (reload), its unit gets the secret" \
+    IN_UNIT "$BOX" "$PY" "$T/load.py" trainer@1.service hf-token "$CS" "$T/n3"
+ok "...with exactly the value" sh -c "printf 'hf_unit_value' | cmp -s - '$T/n3'"
+ok "...audited as an allow naming the container" \
+    sh -c "grep '\"decision\":\"allow\"' '$T/audit.log' | grep -q 'unit=trainer@1.service container=cfct$S.scope credential=hf-token'"
+is "...while the delegated service, not listed, still gets nothing" \
+    "$(IN_UNIT "$DELEG" "$PY" "$T/load.py" trainer@1.service hf-token "$CS" /dev/null)" 0
+is "...and a forged name inside the listed container still gets nothing" \
+    "$(IN_UNIT "$BOX" "$PY" "$T/load.py" other@1.service hf-token "$CS" /dev/null)" 0
+printf 'creds_containers = machine-*.scope bad/unit.scope\n' >"$T/cofferd.conf"
+mark=$(log_mark)
+kill -HUP "$DAEMON_PID"
+ok "a creds_containers entry that is not a unit glob is refused on reload" \
+    wait_until 5 sh -c "tail -n +$((mark + 1)) '$T/cofferd.log' | grep -q \"reload failed, keeping the old configuration.*invalid value for 'creds_containers'\""
+ok "...and the old list stays in force" IN_UNIT "$BOX" "$PY" "$T/load.py" trainer@1.service hf-token "$CS" "$T/n4"
+printf 'creds_containers = none\n' >"$T/cofferd.conf"
+mark=$(log_mark)
+kill -HUP "$DAEMON_PID"
+wait_until 5 log_has "$mark" "configuration reloaded"
+is "creds_containers = none trusts no container again" \
+    "$(IN_UNIT "$BOX" "$PY" "$T/load.py" trainer@1.service hf-token "$CS" /dev/null)" 0
+
 chmod 0666 "$CS"   # let a non-root process reach the daemon's own check
 is "a non-root process in the unit with the right name gets nothing" \
     "$(IN_UNIT trainer@1.service setpriv --reuid=nobody --regid=nogroup --clear-groups "$PY" "$T/load.py" trainer@1.service hf-token "$CS" /dev/null)" 0

@@ -1,11 +1,13 @@
 #!/bin/bash
 # coffer run: secrets as files in a private in-memory directory (0700, files
 # 0400, owned by the job's user) that is gone after the job exits, is killed,
-# or coffer run is stopped or SIGKILLed; environment variables only on
-# request; --mask on stdout and stderr (value and encodings, split writes,
-# line buffering, prompts, a terminal through a pty); exit codes and signals
-# passed through; no descriptor of ours in the job; refusals before anything
-# starts; one-time grants.
+# or coffer run is stopped or SIGKILLed, and that the next run sweeps when
+# coffer run, its watcher and the job were SIGKILLed at once (only that:
+# not a live run's, another user's, a symlink, a file); environment
+# variables only on request; --mask on stdout and stderr (value and
+# encodings, split writes, line buffering, prompts, a terminal through a
+# pty); exit codes and signals passed through; no descriptor of ours in the
+# job; refusals before anything starts; one-time grants.
 . "$(dirname "$0")/lib.sh"
 
 need_root
@@ -103,6 +105,71 @@ kill -KILL "$CPID"
 wait "$CPID" 2>/dev/null
 ok "coffer run SIGKILLed: its watcher removes the directory" wait_until 10 test ! -e "$D"
 kill "$JOB" 2>/dev/null
+
+# ---- a directory left by a run killed with its watcher is swept ----
+# In a base directory of these tests alone: concurrent runs elsewhere neither
+# sweep ours nor are swept. The base is taken from COFFER_SECRETS_DIR.
+SW=/dev/shm/coffer-test-sweep.$$
+mkdir -m 0700 "$SW"
+CLEANUP_EXTRA="$CLEANUP_EXTRA; rm -rf '$SW'"
+export XDG_RUNTIME_DIR=$SW
+printf '%s' "$TOKV" >"$T/sw.tokv"
+# The watcher leaves the process group, so a group kill alone is the case
+# above; a cgroup kill takes it too: SIGKILL it first (it can run nothing
+# after that), then the group of coffer run and the job, in one kill.
+setsid "$COFFER" run --file tok=run/token -- sh -c "echo \"\$COFFER_SECRETS_DIR \$\$\" >'$T/g.info'; sleep 1000" &
+SPID=$!
+wait_until 10 test -s "$T/g.info"
+read -r D JOB <"$T/g.info"
+BASE=$(dirname "$D")
+CRUN=$(ps -o ppid= -p "$JOB" | tr -d ' ')
+PGID=$(ps -o pgid= -p "$JOB" | tr -d ' ')
+W=$(pgrep -P "$CRUN" -x coffer-run-rm)
+ok "(the base directory is the XDG_RUNTIME_DIR given)" test "$BASE" = "$SW"
+ok "(coffer run's watcher is found)" test -n "$W"
+ok "(coffer run leads its own process group)" test "$PGID" = "$CRUN"
+[ "$PGID" = "$CRUN" ] && kill -KILL -- "$W" "-$PGID"   # never this script's group
+dead() { for p in "$@"; do case $(ps -o stat= -p "$p") in '' | Z*) ;; *) return 1 ;; esac; done; }
+ok "(the whole group and the watcher are dead)" wait_until 10 dead "$CRUN" "$JOB" "$W"
+wait "$SPID" 2>/dev/null
+ok "coffer run, its watcher and the job SIGKILLed at once: the directory is left behind" test -f "$D/tok"
+"$COFFER" run --file tok=run/token -- true 2>"$T/sw1.err"
+ok "the next coffer run of the same user removes it" test ! -e "$D"
+is "and says nothing" "$(cat "$T/sw1.err")" ""
+
+"$COFFER" run --file tok=run/token -- sh -c "echo \"\$COFFER_SECRETS_DIR\" >'$T/l.dir'; until [ -e '$T/l.go' ]; do sleep 0.05; done;
+    cat \"\$COFFER_SECRETS_DIR/tok\" >'$T/l.read'" &
+CPID=$!
+wait_until 10 test -s "$T/l.dir"
+D=$(cat "$T/l.dir")
+"$COFFER" run --file tok=run/token -- true
+ok "a live run's directory is left alone by another run's sweep" test -f "$D/tok"
+touch "$T/l.go"
+wait "$CPID"
+is "and its job still reads its file there" "$?" 0
+ok "the value it read is whole" cmp -s "$T/l.read" "$T/sw.tokv"
+ok "and its directory goes when it ends" test ! -e "$D"
+
+# need_root above: a directory of another user can be made here.
+mkdir -m 0700 "$BASE/coffer-run.ABCDEF"
+echo other >"$BASE/coffer-run.ABCDEF/f"
+chown -R nobody "$BASE/coffer-run.ABCDEF"
+mkdir -m 0700 "$T/swtarget"
+echo target >"$T/swtarget/f"
+ln -s "$T/swtarget" "$BASE/coffer-run.SYMLNK"
+echo file >"$BASE/coffer-run.QWERTY"
+mkdir -m 0700 "$BASE/coffer-run.LONGER7" "$BASE/coffer-run.SHORT"
+"$COFFER" run --file tok=run/token -- true 2>"$T/sw2.err"
+ok "another user's directory of that name is left alone" test -f "$BASE/coffer-run.ABCDEF/f"
+ok "a symlink of that name to a directory of ours is left, and its target" \
+    sh -c "test -L '$BASE/coffer-run.SYMLNK' && test -f '$T/swtarget/f'"
+ok "a file of that name is left alone" test -f "$BASE/coffer-run.QWERTY"
+ok "a name that is not mkdtemp's pattern is left alone" \
+    sh -c "test -d '$BASE/coffer-run.LONGER7' && test -d '$BASE/coffer-run.SHORT'"
+is "and nothing is said about them" "$(cat "$T/sw2.err")" ""
+rm -rf "${BASE:?}"/coffer-run.* "$T/swtarget"
+is "(nothing else is left in the base directory)" "$(ls -A "$SW")" ""
+unset XDG_RUNTIME_DIR
 
 # Python starts it: a background job of this script would have SIGINT ignored
 # (as would all of it, when the script itself runs in the background).

@@ -128,6 +128,38 @@ fails_with "an unknown user is refused" 6 "unknown user 'no-such-user-$S'" "$SES
 fails_with "a control character in the tty is refused" 1 "control characters" "$SESSIONTOOL" open "$U" --tty "$(printf 'a\tb')"
 fails_with "closing by a malformed id is refused" 1 "lease id is 32" "$SESSIONTOOL" close "nothex"
 
+# ---- the process that opened the session dies (sshd killed) ----
+# cofferd watches it (pidfd) and looks at once, not at the next sweep.
+printf 'session_check_interval = 1h\nmax_leases_per_uid = 6\n' >"$T/cofferd.conf"
+mark=$(log_mark)
+kill -HUP "$DAEMON_PID"
+wait_until 5 log_has "$mark" "configuration reloaded"
+sh -c 'echo 1234 >/proc/self/loginuid && exec "$0" open "$@"' "$SESSIONTOOL" "$U" --service sshd --tty pts/9 --hold \
+    >"$T/o1.out" 2>&1 &
+OPID=$!
+wait_until 5 grep -q '^id=' "$T/o1.out"
+OID=$(field id "$T/o1.out")
+kill -KILL "$OPID"; wait "$OPID" 2>/dev/null
+ok "when the process that opened a session is killed, the session ends without waiting for the sweep (1 h)" \
+    wait_until 20 sh -c "! '$COFFER' lease ls --all | grep -q '^$OID'"
+ok "...audited as session-ended" grep -q "\"op\":\"session-end\".*\"rule\":\"session-ended\".*\"lease\":\"$OID\"" "$T/audit.log"
+# The opener dies but the session has another process (a shell): it stays.
+OPENER=$T/o2.opener sh -c 'echo 1234 >/proc/self/loginuid && { "$0" open "$@" & echo $! >"$OPENER"; exec sleep 1000; }' \
+    "$SESSIONTOOL" "$U" --service sshd --tty pts/10 --hold >"$T/o2.out" 2>&1 &
+SPID=$!
+wait_until 5 grep -q '^id=' "$T/o2.out"
+OID2=$(field id "$T/o2.out")
+kill -KILL "$(cat "$T/o2.opener")"
+sleep 2
+ok "a session whose opener died but which still has a process stays open" \
+    sh -c "'$COFFER' lease ls --all | grep -q '^$OID2'"
+ok "...until it is closed" "$SESSIONTOOL" close "$OID2"
+kill "$SPID"; wait "$SPID" 2>/dev/null
+printf 'session_check_interval = 1\nmax_leases_per_uid = 6\n' >"$T/cofferd.conf"
+mark=$(log_mark)
+kill -HUP "$DAEMON_PID"
+wait_until 5 log_has "$mark" "configuration reloaded"
+
 # ---- expiry, renewal ----
 start_holder h2 --ttl 2
 ID2=$(field id "$T/h2.out") DIR2=$(field dir "$T/h2.out")
