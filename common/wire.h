@@ -23,7 +23,7 @@
 #define WIRE_VALUE_MAX       (1024u * 1024u)          /* largest secret value */
 #define WIRE_BODY_MAX        (WIRE_VALUE_MAX + 65536u) /* value plus its fields */
 #define WIRE_STRING_MAX      4096u                    /* any single string field */
-#define WIRE_TAG_MAX         64u                      /* tags are 1 .. WIRE_TAG_MAX-1 */
+#define WIRE_TAG_MAX         128u                     /* tags are 1 .. WIRE_TAG_MAX-1 */
 
 enum wire_type {
         WIRE_U64    = 1, /* exactly 8 bytes */

@@ -79,7 +79,7 @@ raw_is "a u64 field of length 7" "$BODY" --frame 17 --field 1:str:p/one --field 
 raw_is "a u64 field of length 9" "$BODY" --frame 17 --field 1:str:p/one --field 3:t1:000000000000000001
 raw_is "an unknown field type (9)" "$BODY" --frame 17 --field 1:t9:00
 raw_is "field tag 0" "$BODY" --frame 17 --field 0:str:p/one
-raw_is "field tag 64 (past the last tag)" "$BODY" --frame 17 --field 64:str:p/one
+raw_is "field tag 128 (past the last tag)" "$BODY" --frame 17 --field 128:str:p/one
 raw_is "a field length past the end of the body" "$BODY" --frame 17 --raw 0102000000ff70
 raw_is "a string field longer than 4096 bytes" "$BODY" --frame 17 --field 1:str:"$(printf 'a%.0s' $(seq 4097))"
 
