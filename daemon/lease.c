@@ -30,7 +30,7 @@ struct lease_mgr {
         struct owner_count *owners;   /* open addressing by uid */
         size_t nowners, cowners;
         struct lease *revoked_head;   /* kept-revoked leases, linked through next/prev */
-        struct lease **sessions;   /* live session leases */
+        struct lease **sessions;   /* live session leases, by audit session id */
         size_t nsessions, csessions;
         char **names;              /* interned owner strings (open addressing) */
         size_t ncap, nused;
@@ -349,6 +349,19 @@ static const char *intern(struct lease_mgr *m, const char *s) {
         return m->names[j];
 }
 
+/* The first index in m->sessions whose audit session id is >= asid. */
+static size_t session_lower(const struct lease_mgr *m, uint32_t asid) {
+        size_t lo = 0, hi = m->nsessions;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (m->sessions[mid]->audit_session < asid)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 static int session_add(struct lease_mgr *m, struct lease *l) {
         if (m->nsessions == m->csessions) {
                 size_t n = m->csessions ? m->csessions * 2 : 64;
@@ -358,14 +371,18 @@ static int session_add(struct lease_mgr *m, struct lease *l) {
                 m->sessions = s;
                 m->csessions = n;
         }
-        m->sessions[m->nsessions++] = l;
+        size_t i = session_lower(m, l->audit_session);
+        memmove(m->sessions + i + 1, m->sessions + i, (m->nsessions - i) * sizeof(*m->sessions));
+        m->sessions[i] = l;
+        m->nsessions++;
         return 0;
 }
 
 static void session_remove(struct lease_mgr *m, struct lease *l) {
-        for (size_t i = 0; i < m->nsessions; i++)
+        for (size_t i = session_lower(m, l->audit_session); i < m->nsessions; i++)
                 if (m->sessions[i] == l) {
-                        m->sessions[i] = m->sessions[--m->nsessions];
+                        memmove(m->sessions + i, m->sessions + i + 1, (m->nsessions - i - 1) * sizeof(*m->sessions));
+                        m->nsessions--;
                         return;
                 }
 }
@@ -373,9 +390,9 @@ static void session_remove(struct lease_mgr *m, struct lease *l) {
 struct lease *lease_session_of(struct lease_mgr *m, uint32_t asid, uint32_t uid) {
         if (asid == UINT32_MAX)
                 return NULL;
-        for (size_t i = 0; i < m->nsessions; i++) {
+        for (size_t i = session_lower(m, asid); i < m->nsessions && m->sessions[i]->audit_session == asid; i++) {
                 struct lease *l = m->sessions[i];
-                if (l->audit_session == asid && l->owner_uid == uid && l->verified && !l->revoked)
+                if (l->owner_uid == uid && l->verified && !l->revoked)
                         return l;
         }
         return NULL;

@@ -136,6 +136,35 @@ static void test_cascade(void **state) {
         assert_int_equal(lease_count(f->m), 0);
 }
 
+/* The session index by audit session id: many sessions, several per id,
+ * found after arbitrary removals; never a revoked one. */
+static void test_session_index(void **state) {
+        struct fx *f = *state;
+        enum { N = 300 };
+        static struct lease *s[N];
+        for (unsigned i = 0; i < N; i++) {
+                /* ids out of order, three sessions (three users) per id */
+                struct lease_new n = { .kind = LEASE_SESSION, .owner_uid = 2000 + i % 3, .owner = "u",
+                                       .object = "session:sshd", .ttl = 3600, .max_ttl = 3600, .renewable = true,
+                                       .audit_session = (i / 3 * 7919u) % 1000u };
+                assert_int_equal(lease_create(f->m, &n, 0, 1000, &s[i]), 0);
+        }
+        for (unsigned i = 0; i < N; i++)
+                assert_ptr_equal(lease_session_of(f->m, s[i]->audit_session, s[i]->owner_uid), s[i]);
+        /* revoke every other one */
+        for (unsigned i = 0; i < N; i += 2)
+                assert_true(lease_revoke(f->m, s[i], "test", 1001) > 0);
+        for (unsigned i = 0; i < N; i++) {
+                uint32_t asid = (i / 3 * 7919u) % 1000u, uid = 2000 + i % 3;
+                if (i % 2)
+                        assert_ptr_equal(lease_session_of(f->m, asid, uid), s[i]);
+                else
+                        assert_null(lease_session_of(f->m, asid, uid));
+        }
+        assert_null(lease_session_of(f->m, 1000, 2000));
+        assert_null(lease_session_of(f->m, UINT32_MAX, 2000));
+}
+
 static void test_revoked_token_kept_until_expiry(void **state) {
         struct fx *f = *state;
         struct lease *t = mk(f, LEASE_TOKEN, 1000, 600, NULL, 1000);
@@ -243,6 +272,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_hash_and_heap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cascade, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_session_index, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_revoked_token_kept_until_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cap_and_renew, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_persist_and_expire_at_load, setup, teardown),
