@@ -45,6 +45,10 @@ COFFER_API const char *coffer_default_socket(void);
  * daemon user ($COFFER_DAEMON_USER, default "coffer") or the caller, and that
  * the peer process the kernel reports has one of those uids. */
 COFFER_API COFFER_WUR int coffer_connect(coffer **out, const char *path);
+/* The same with a timeout (ms, 0 = none) that covers connect() itself (a
+ * daemon whose listen queue is full) and then every request, as
+ * coffer_set_timeout. coffer_connect uses 60 s. */
+COFFER_API COFFER_WUR int coffer_connect_timeout(coffer **out, const char *path, unsigned ms);
 COFFER_API void coffer_disconnect(coffer *c);
 /* Give up on a request after ms milliseconds without progress (0 = wait
  * forever; the default is 60 s). A timed-out request fails with -ETIMEDOUT

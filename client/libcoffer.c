@@ -88,6 +88,18 @@ static int check_socket_path(const char *path) {
 }
 
 COFFER_API int coffer_connect(coffer **out, const char *path) {
+        return coffer_connect_timeout(out, path, DEFAULT_TIMEOUT_MS);
+}
+
+static int set_fd_timeout(int fd, unsigned ms) {
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+        return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+                               setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0
+                       ? -errno
+                       : 0;
+}
+
+COFFER_API int coffer_connect_timeout(coffer **out, const char *path, unsigned ms) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         *out = NULL;
         last_error[0] = 0;
@@ -105,9 +117,20 @@ COFFER_API int coffer_connect(coffer **out, const char *path) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return set_error(-errno, "socket: %s", strerror(errno));
+        /* Before connect: a full listen queue (a stopped or hung daemon
+         * behind a socket that systemd holds) blocks connect() itself. */
+        if ((rc = set_fd_timeout(fd, ms)) < 0) {
+                close(fd);
+                return set_error(rc, "cannot set the timeout: %s", strerror(-rc));
+        }
         if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
                 rc = -errno;
                 close(fd);
+                if (rc == -EAGAIN || rc == -EINPROGRESS)
+                        return set_error(-ETIMEDOUT,
+                                         "cofferd at %s did not accept the connection within %u ms (its queue is "
+                                         "full: is it stopped or overloaded?)",
+                                         path, ms);
                 return set_error(rc, "cannot connect to cofferd at %s: %s; is the daemon running?", path,
                                  strerror(-rc));
         }
@@ -124,8 +147,7 @@ COFFER_API int coffer_connect(coffer **out, const char *path) {
         }
         c->fd = fd;
         c->next_id = 1;
-        if (coffer_set_timeout(c, DEFAULT_TIMEOUT_MS) < 0)
-                c->timeout_ms = 0; /* setsockopt on a fresh socket does not fail; if it did, block */
+        c->timeout_ms = ms;
         pthread_mutex_init(&c->lock, NULL);
         *out = c;
         return 0;
@@ -151,10 +173,9 @@ static void reply_free(struct reply *r) {
 }
 
 COFFER_API int coffer_set_timeout(coffer *c, unsigned ms) {
-        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-        if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-            setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
-                return set_error(-errno, "cannot set the timeout: %s", strerror(errno));
+        int rc = set_fd_timeout(c->fd, ms);
+        if (rc < 0)
+                return set_error(rc, "cannot set the timeout: %s", strerror(-rc));
         c->timeout_ms = ms;
         return 0;
 }

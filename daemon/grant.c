@@ -173,8 +173,7 @@ int process_grant_create(struct request *r) {
         struct lease *l;
         rc = lease_create(r->d->leases, &n, r->d->cfg.max_leases_per_uid, now_unix(), &l);
         if (rc == -EDQUOT)
-                rc = ops_fail(r, rc, "you already hold %u leases (max_leases_per_uid); revoke some",
-                              r->d->cfg.max_leases_per_uid);
+                rc = ops_cap_fail(r, r->peer->uid, "you");
         else if (rc < 0)
                 rc = ops_store_fail(r, rc, "grant create");
         if (rc < 0) {
@@ -259,6 +258,9 @@ int process_grant_redeem(struct request *r) {
                 return ops_fail(r, -ENOENT, "this grant was already used (%u of %u uses)", g.used, g.uses);
         if (l->revoked)
                 return ops_fail(r, -ENOENT, "this grant was revoked by its creator");
+        /* Expiry runs in batches: one past its time may not be revoked yet. */
+        if (l->expires <= now_unix())
+                return ops_fail(r, -ENOENT, "this grant expired; ask its creator for a new one");
         /* The grant stands on its creator's right to delegate, now: taking
          * that away (policy reload) voids outstanding grants. And an explicit
          * deny for the redeemer beats the grant, as it beats every allow. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -13,7 +14,8 @@
 
 struct owner_count {
         uint32_t uid;
-        unsigned n;
+        unsigned n;      /* live */
+        unsigned kept;   /* revoked tokens and grants kept until they expire */
         bool used;
 };
 
@@ -310,6 +312,17 @@ unsigned lease_count_owner(const struct lease_mgr *m, uint32_t uid) {
         return o ? o->n : 0;
 }
 
+unsigned lease_count_owner_kept(const struct lease_mgr *m, uint32_t uid) {
+        struct owner_count *o = owner_slot((struct lease_mgr *) m, uid, false);
+        return o ? o->kept : 0;
+}
+
+static void count_kept(struct lease_mgr *m, const struct lease *l, int delta) {
+        struct owner_count *o = owner_slot(m, l->owner_uid, delta > 0);
+        if (o)
+                o->kept = (unsigned) ((int) o->kept + delta);
+}
+
 size_t lease_count(const struct lease_mgr *m) {
         return m->live;
 }
@@ -387,12 +400,13 @@ static void session_remove(struct lease_mgr *m, struct lease *l) {
                 }
 }
 
-struct lease *lease_session_of(struct lease_mgr *m, uint32_t asid, uint32_t uid) {
+struct lease *lease_session_of(struct lease_mgr *m, uint32_t asid, uint32_t uid, uint64_t now) {
+        /* Expiry runs in batches: a session past its time may not be revoked yet. */
         if (asid == UINT32_MAX)
                 return NULL;
         for (size_t i = session_lower(m, asid); i < m->nsessions && m->sessions[i]->audit_session == asid; i++) {
                 struct lease *l = m->sessions[i];
-                if (l->owner_uid == uid && l->verified && !l->revoked)
+                if (l->owner_uid == uid && l->verified && !l->revoked && l->expires > now)
                         return l;
         }
         return NULL;
@@ -546,6 +560,8 @@ static int index_add(struct lease_mgr *m, struct lease *l) {
         }
         if (!l->revoked)
                 count_live(m, l, +1);
+        else
+                count_kept(m, l, +1);
         return 0;
 }
 
@@ -556,6 +572,8 @@ static void index_remove(struct lease_mgr *m, struct lease *l) {
                 count_live(m, l, -1);
                 if (l->kind == LEASE_SESSION)
                         session_remove(m, l);
+        } else {
+                count_kept(m, l, -1);
         }
 }
 
@@ -565,7 +583,10 @@ int lease_create(struct lease_mgr *m, const struct lease_new *n, unsigned cap, u
         if (!n->owner || !n->object || strlen(n->owner) > LEASE_OWNER_MAX || strlen(n->object) > LEASE_OBJECT_MAX ||
             n->ttl == 0 || n->max_ttl < n->ttl)
                 return -EINVAL;
-        if (cap && lease_count_owner(m, n->owner_uid) >= cap)
+        /* Revoked tokens and grants stay until they would have expired (so
+         * that they verify as revoked): they have a cap of their own, or
+         * issue-and-revoke would grow the table without bound. */
+        if (cap && (lease_count_owner(m, n->owner_uid) >= cap || lease_count_owner_kept(m, n->owner_uid) >= cap))
                 return -EDQUOT;
         struct lease *l = calloc(1, sizeof(*l));
         if (!l)
@@ -619,7 +640,7 @@ int lease_renew(struct lease_mgr *m, struct lease *l, uint64_t ttl, uint64_t now
                 return -EPERM;
         if (!m->have_key)
                 return -ENOKEY;
-        uint64_t old = l->expires, e = now + ttl;
+        uint64_t old = l->expires, e = ttl > UINT64_MAX - now ? UINT64_MAX : now + ttl;
         if (e > l->max_expires)
                 e = l->max_expires;
         l->expires = e;
@@ -662,6 +683,7 @@ static int revoke_one(struct lease_mgr *m, struct lease *l, const char *why, uin
         unlink_child(l);
         if (!l->revoked && (l->kind == LEASE_TOKEN || l->kind == LEASE_GRANT) && !expired && l->expires > now) {
                 count_live(m, l, -1);
+                count_kept(m, l, +1);
                 l->revoked = now;
                 revoked_link(m, l);
                 rc = persist(m, l);

@@ -105,8 +105,10 @@ int lease_foreach_session(struct lease_mgr *m, int (*fn)(void *ud, struct lease 
 int lease_foreach(struct lease_mgr *m, int (*fn)(void *ud, struct lease *l), void *ud);
 size_t lease_count(const struct lease_mgr *m);          /* live */
 unsigned lease_count_owner(const struct lease_mgr *m, uint32_t uid);
+/* Revoked tokens and grants of uid still kept (they count toward the cap). */
+unsigned lease_count_owner_kept(const struct lease_mgr *m, uint32_t uid);
 /* A live session lease of uid bound to audit session asid, or NULL. */
-struct lease *lease_session_of(struct lease_mgr *m, uint32_t asid, uint32_t uid);
+struct lease *lease_session_of(struct lease_mgr *m, uint32_t asid, uint32_t uid, uint64_t now);
 
 const char *lease_kind_name(uint8_t kind);
 int lease_kind_from_name(const char *name);

@@ -84,7 +84,7 @@ static void subject_of(const struct peer *p, struct pol_subject *s) {
 /* Inside an open coffer login session: the kernel audit session id of the
  * process is one a session lease of this uid was opened for. */
 static bool in_session(struct request *r) {
-        return lease_session_of(r->d->leases, r->peer->audit_session, r->peer->uid) != NULL;
+        return lease_session_of(r->d->leases, r->peer->audit_session, r->peer->uid, now_unix()) != NULL;
 }
 
 /* Evaluate for the caller; 1 = allowed, 0 = denied, -ESRCH = the process
@@ -231,6 +231,20 @@ static int process_rotate(struct request *r) {
 }
 
 /* ---- secrets ---- */
+
+int ops_cap_fail(struct request *r, uint32_t uid, const char *who) {
+        unsigned live = lease_count_owner(r->d->leases, uid), kept = lease_count_owner_kept(r->d->leases, uid);
+        const char *s = strcmp(who, "you") == 0 ? "" : "s";
+        if (live >= r->d->cfg.max_leases_per_uid)
+                return ops_fail(r, -EDQUOT,
+                                "%s already hold%s %u live leases (max_leases_per_uid); end sessions, revoke tokens "
+                                "or grants, or wait for some to expire",
+                                who, s, live);
+        return ops_fail(r, -EDQUOT,
+                        "%s already hold%s %u revoked tokens or grants, kept until they would have expired "
+                        "(max_leases_per_uid counts them apart from the %u live ones); wait for some to expire",
+                        who, s, kept, live);
+}
 
 int ops_store_fail(struct request *r, int rc, const char *what) {
         switch (rc) {

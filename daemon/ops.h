@@ -49,4 +49,6 @@ int ops_decide_user(struct request *r, uid_t uid, gid_t gid, const char *user, e
                     const char *object, struct pol_decision *dec);
 /* Fail with the store's error for what ("write", "read"...). */
 int ops_store_fail(struct request *r, int rc, const char *what);
+/* -EDQUOT for uid's lease cap, saying what it holds. who: "you", "user NAME". */
+int ops_cap_fail(struct request *r, uint32_t uid, const char *who);
 bool ops_is_admin(struct request *r, const char *object);

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -78,13 +79,39 @@ static uint64_t boottime_ticks(void) {
         return (uint64_t) ts.tv_sec * (uint64_t) hz + (uint64_t) ts.tv_nsec / (1000000000ull / (uint64_t) hz);
 }
 
+/* COFFERD_PEER_PIN=pidfd_open: use the fallback of kernels before 6.5 even
+ * where SO_PEERPIDFD exists (to test it). */
+static bool use_peerpidfd(void) {
+        static int use = -1;
+        if (use < 0) {
+                const char *e = getenv("COFFERD_PEER_PIN");
+                use = !(e && strcmp(e, "pidfd_open") == 0);
+        }
+        return use;
+}
+
+/* Whether uid is the process's real, effective, saved or filesystem uid. */
+static bool proc_has_uid(int dirfd, uid_t uid) {
+        char buf[4096];
+        unsigned long v[4];
+        if (read_small(dirfd, "status", buf, sizeof(buf)) < 0)
+                return false;
+        const char *u = strstr(buf, "\nUid:");
+        if (!u || sscanf(u + 5, "%lu %lu %lu %lu", &v[0], &v[1], &v[2], &v[3]) != 4)
+                return false;
+        for (int i = 0; i < 4; i++)
+                if (v[i] == (unsigned long) uid)
+                        return true;
+        return false;
+}
+
 static int pin_process(struct peer *p, int fd) {
         socklen_t len = sizeof(p->pidfd);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &p->pidfd, &len) == 0 && p->pidfd >= 0) {
+        if (use_peerpidfd() && getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &p->pidfd, &len) == 0 && p->pidfd >= 0) {
                 p->pin = PEER_PIN_PEERPIDFD;
                 return 0;
         }
-        if (errno != ENOPROTOOPT && errno != EINVAL)
+        if (use_peerpidfd() && errno != ENOPROTOOPT && errno != EINVAL)
                 return -errno;
         p->pidfd = pidfd_open_compat(p->pid);
         if (p->pidfd < 0)
@@ -162,8 +189,10 @@ int peer_from_socket(struct peer *p, int fd) {
         if (rc < 0)
                 return -ESRCH;
         /* pidfd_open may have caught a process that reused the PID after the
-         * caller exited: such a process started after the connection. */
-        if (p->pin == PEER_PIN_PIDFD_OPEN && p->start_time > accepted)
+         * caller exited. One that started after the accept certainly did; one
+         * that started between connect() and the accept (a busy daemon) is
+         * caught if it runs as another user than the one that connected. */
+        if (p->pin == PEER_PIN_PIDFD_OPEN && (p->start_time > accepted || !proc_has_uid(dirfd, cred.uid)))
                 return -ESRCH;
         read_proc(p, dirfd);
         return peer_still_same(p);

@@ -226,8 +226,12 @@ static int live_audit_sessions(uint32_t **out, size_t *n, size_t *readable) {
                         continue;
                 if (*n == cap) {
                         uint32_t *nv = realloc(v, 2 * cap * sizeof(*v));
-                        if (!nv)
-                                break;
+                        if (!nv) {
+                                /* A partial list would end live sessions. */
+                                closedir(proc);
+                                free(v);
+                                return -ENOMEM;
+                        }
                         v = nv;
                         cap *= 2;
                 }
@@ -621,9 +625,11 @@ int process_session_open(struct request *r) {
         };
         struct lease *l;
         rc = lease_create(r->d->leases, &n, cfg->max_leases_per_uid, now_unix(), &l);
-        if (rc == -EDQUOT)
-                return ops_fail(r, rc, "user %s already holds %u leases (max_leases_per_uid); revoke some",
-                                q.user, cfg->max_leases_per_uid);
+        if (rc == -EDQUOT) {
+                char who[80];
+                snprintf(who, sizeof(who), "user %.63s", q.user);
+                return ops_cap_fail(r, pw.pw_uid, who);
+        }
         if (rc < 0)
                 return ops_store_fail(r, rc, "session open");
         char hex[33], dir[4096];

@@ -365,12 +365,11 @@ int process_token_issue(struct request *r) {
         const struct peer *p = r->peer;
         bool svc = is_service(p);
         struct token_subject s = { .uid = p->uid, .sub = svc ? p->unit : p->user, .unit = p->unit };
-        struct lease *parent = lease_session_of(r->d->leases, p->audit_session, p->uid), *l;
+        struct lease *parent = lease_session_of(r->d->leases, p->audit_session, p->uid, now_unix()), *l;
         char tok[JWT_MAX + 1];
         rc = token_mint(r->d, &s, aud, ttl, parent, tok, sizeof(tok), &l);
         if (rc == -EDQUOT)
-                return ops_fail(r, rc, "you already hold %u leases (max_leases_per_uid); revoke some or wait",
-                                r->d->cfg.max_leases_per_uid);
+                return ops_cap_fail(r, p->uid, "you");
         if (rc < 0)
                 return ops_store_fail(r, rc, "token issue");
         lease_id_hex(l->id, r->lease);

@@ -279,9 +279,7 @@ static bool outage(int r) {
 /* Connect with the module's timeout; on failure, the PAM answer in *ret. */
 static int connect_daemon(pam_handle_t *pamh, const struct options *o, const char *user, bool opening, coffer **c,
                           int *ret) {
-        int r = coffer_connect(c, socket_path(o));
-        if (r == 0)
-                r = coffer_set_timeout(*c, o->timeout_ms);
+        int r = coffer_connect_timeout(c, socket_path(o), o->timeout_ms);
         if (r < 0)
                 *ret = failure_to_pam(pamh, o, user, opening, outage(r) || r == -ENOENT);
         return r;

@@ -138,4 +138,71 @@ wait_until 5 test -s "$T/evil/log"
 is "the impostor received not one byte" "$(cat "$T/evil/log" 2>/dev/null)" "connection 0 bytes"
 kill "$imp" 2>/dev/null; wait "$imp" 2>/dev/null
 
+# ---- the pidfd_open fallback (kernels before 6.5) and a reused PID ----
+# COFFERD_PEER_PIN=pidfd_open makes cofferd use the fallback here too. A
+# process of nobody connects while the daemon is stopped and exits, leaving
+# the connection to its child; a root process is then given its PID
+# (ns_last_pid) before the daemon accepts. The daemon must not take the root
+# process for the caller: it started before the accept, but it is not nobody.
+stop_daemon
+COFFERD_PEER_PIN=pidfd_open start_daemon || { echo "Bail out! cofferd did not restart"; exit 1; }
+"$COFFER" whoami --json >"$T/who.json"
+is "COFFERD_PEER_PIN=pidfd_open: the caller is pinned by pidfd_open" "$(jq_ pinned_by)" pidfd_open
+cat >"$T/reuse.py" <<'EOF'
+import os, socket, struct, sys, time
+path, out, go = sys.argv[1:4]
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+if os.fork():
+    open(out + ".pid", "w").write("%d\n" % os.getpid())
+    os._exit(0)   # the process SO_PEERCRED names is gone
+while not os.path.exists(go):
+    time.sleep(0.02)
+s.sendall(struct.pack(">IHHII", 0x434f4652, 1, 32, 7, 0))   # WHOAMI
+s.settimeout(10)
+data = b""
+try:
+    while len(data) < 16 or len(data) < 16 + struct.unpack(">I", data[12:16])[0]:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+except OSError:
+    pass
+open(out, "wb").write(data)
+EOF
+reuse_skip() {
+    skip "a reused PID held by another user's process is not taken for the caller" "$1"
+}
+if [ -w /proc/sys/kernel/ns_last_pid ]; then
+    kill -STOP "$DAEMON_PID"
+    mkdir -m 0777 "$T/reuse"
+    setpriv --reuid=nobody --regid=nogroup --clear-groups "$PY" "$T/reuse.py" "$COFFER_SOCKET" "$T/reuse/out" \
+        "$T/reuse/go" &
+    wait $!   # reaped: its PID is free
+    P=$(cat "$T/reuse/out.pid" 2>/dev/null)
+    SP=
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        [ -n "$P" ] || break
+        echo $((P - 1)) >/proc/sys/kernel/ns_last_pid
+        sleep 60 &
+        SP=$!
+        [ "$SP" = "$P" ] && break
+        kill "$SP"; wait "$SP" 2>/dev/null; SP=
+    done
+    kill -CONT "$DAEMON_PID"
+    "$COFFER" status >/dev/null   # served after the pending connection was accepted
+    touch "$T/reuse/go"
+    if [ -n "$SP" ]; then
+        wait_until 10 test -e "$T/reuse/out"
+        ok "a reused PID held by another user's process is not taken for the caller" \
+            grep -q "could not be identified" "$T/reuse/out"
+        kill "$SP"; wait "$SP" 2>/dev/null
+    else
+        reuse_skip "could not give PID ${P:-?} to another process"
+    fi
+else
+    reuse_skip "no writable /proc/sys/kernel/ns_last_pid"
+fi
+
 done_testing

@@ -11,10 +11,12 @@ need_root
 PY=/usr/bin/python3
 
 S=$$
-U=cfses$S
+U=cfses$S U2=cfsec$S   # U2: only for the caps
 useradd -r -M -N -g nogroup -s /usr/sbin/nologin "$U" || { echo "Bail out! useradd failed"; exit 1; }
-CLEANUP_EXTRA="pkill -u $U 2>/dev/null; userdel $U 2>/dev/null"
+useradd -r -M -N -g nogroup -s /usr/sbin/nologin "$U2" || { userdel "$U"; echo "Bail out! useradd failed"; exit 1; }
+CLEANUP_EXTRA="pkill -u $U 2>/dev/null; pkill -u $U2 2>/dev/null; userdel $U 2>/dev/null; userdel $U2 2>/dev/null"
 AS_U="setpriv --reuid=$U --regid=nogroup --clear-groups"
+AS_U2="setpriv --reuid=$U2 --regid=nogroup --clear-groups"
 
 # A tmpfs for the session directories, as /run is on a real host.
 mkdir -p "$T/run"
@@ -29,12 +31,13 @@ HF_TOKEN_PATH         hf-token            secret:hf/token
 INFERENCE_TOKEN_PATH  inference-api.jwt   token:inference-api ttl=1h
 DB_PASSWORD_PATH      db-password         secret:db/password
 EOF
-printf 'session_check_interval = 1\nmax_leases_per_uid = 6\n' >"$T/cofferd.conf"
+printf 'session_check_interval = 1\nmax_leases_per_uid = 100\n' >"$T/cofferd.conf"
 chmod 0644 "$T/login.map" "$T/cofferd.conf"
 cat >"$POLICY_DIR/10-ml.policy" <<EOF
 allow read  secret:hf/*              user:$U session:login
 allow issue token:inference-api      user:$U session:login ttl<=2h
 allow issue token:batch              user:$U
+allow issue token:batch              user:$U2
 EOF
 chmod 0644 "$POLICY_DIR/10-ml.policy"
 DARGS=(--config "$T/cofferd.conf" --session-dir "$SD" --login-map "$T/login.map")
@@ -130,7 +133,7 @@ fails_with "closing by a malformed id is refused" 1 "lease id is 32" "$SESSIONTO
 
 # ---- the process that opened the session dies (sshd killed) ----
 # cofferd watches it (pidfd) and looks at once, not at the next sweep.
-printf 'session_check_interval = 1h\nmax_leases_per_uid = 6\n' >"$T/cofferd.conf"
+printf 'session_check_interval = 1h\nmax_leases_per_uid = 100\n' >"$T/cofferd.conf"
 mark=$(log_mark)
 kill -HUP "$DAEMON_PID"
 wait_until 5 log_has "$mark" "configuration reloaded"
@@ -155,7 +158,7 @@ ok "a session whose opener died but which still has a process stays open" \
     sh -c "'$COFFER' lease ls --all | grep -q '^$OID2'"
 ok "...until it is closed" "$SESSIONTOOL" close "$OID2"
 kill "$SPID"; wait "$SPID" 2>/dev/null
-printf 'session_check_interval = 1\nmax_leases_per_uid = 6\n' >"$T/cofferd.conf"
+printf 'session_check_interval = 1\nmax_leases_per_uid = 100\n' >"$T/cofferd.conf"
 mark=$(log_mark)
 kill -HUP "$DAEMON_PID"
 wait_until 5 log_has "$mark" "configuration reloaded"
@@ -193,11 +196,24 @@ ok_out "the owner revokes their token" "^revoked 1 lease" $AS_U "$COFFER" lease 
 exits_out "which then verifies as revoked" 7 "^Status: +revoked" "$COFFER" token verify "$TOK"
 
 # ---- caps ----
-for i in 1 2 3 4 5 6; do $AS_U "$COFFER" token issue --aud batch --ttl 10m >/dev/null 2>&1; done
-fails_with "past max_leases_per_uid (6) issuing is refused" 1 "already hold 6 leases" \
-    $AS_U "$COFFER" token issue --aud batch
+printf 'session_check_interval = 1\nmax_leases_per_uid = 6\n' >"$T/cofferd.conf"
+mark=$(log_mark)
+kill -HUP "$DAEMON_PID"
+wait_until 5 log_has "$mark" "configuration reloaded"
+for i in 1 2 3 4 5 6; do $AS_U2 "$COFFER" token issue --aud batch --ttl 10m >/dev/null 2>&1; done
+fails_with "past max_leases_per_uid (6) issuing is refused" 1 "already hold 6 live leases \\(max_leases_per_uid\\)" \
+    $AS_U2 "$COFFER" token issue --aud batch
 ok_out "an admin revokes by prefix" "^revoked [0-9]+ lease" "$COFFER" lease revoke --prefix token/token:batch
-ok "after which the user may issue again" $AS_U "$COFFER" token issue --aud batch --ttl 10m
+# Revoked tokens are kept (listed as revoked) until they would have expired:
+# they count, apart, or issue-and-revoke would grow the daemon without bound.
+fails_with "revoked tokens count toward a cap of their own until they expire" 1 \
+    "already hold 6 revoked tokens or grants, kept until they would have expired \\(max_leases_per_uid counts them apart from the 0 live ones\\)" \
+    $AS_U2 "$COFFER" token issue --aud batch
+printf 'session_check_interval = 1\nmax_leases_per_uid = 100\n' >"$T/cofferd.conf"
+mark=$(log_mark)
+kill -HUP "$DAEMON_PID"
+wait_until 5 log_has "$mark" "configuration reloaded"
+ok "with a higher cap (reload) the user may issue again" $AS_U2 "$COFFER" token issue --aud batch --ttl 10m
 fails_with "a prefix with an unknown kind is refused" 1 "a prefix is KIND/" "$COFFER" lease revoke --prefix bogus/
 
 # ---- restart ----

@@ -323,6 +323,30 @@ if command -v python3 >/dev/null; then
     ok "stale socket (connection refused), fail=open: PAM_IGNORE" pamtest --tty pts/13 coffer "$U" open="$IGNORED"
     ok "stale socket, fail=closed: PAM_SESSION_ERR" pamtest --tty pts/13 coffer-closed "$U" open=PAM_SESSION_ERR
     rm -f "$COFFER_SOCKET"
+    # A socket whose owner never accepts and whose queue is full (a hung
+    # daemon behind a socket systemd holds): connect() itself blocks.
+    python3 -c '
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(0)
+held = []
+while True:
+    c = socket.socket(socket.AF_UNIX); c.setblocking(False)
+    try:
+        c.connect(sys.argv[1]); held.append(c)
+    except BlockingIOError:
+        break
+open(sys.argv[2], "w").write("%d\n" % len(held))
+time.sleep(300)' "$COFFER_SOCKET" "$T/full.ready" &
+FULL_PID=$!
+wait_until 10 test -s "$T/full.ready"
+t0=$(date +%s)
+ok "a full listen queue, timeout=1s fail=open: PAM_IGNORE" \
+    timeout 30 "${PAM_CMD[@]}" --tty pts/16 coffer-hang "$U" open="$IGNORED"
+ok "a full listen queue, timeout=1s fail=closed: PAM_SESSION_ERR" \
+    timeout 30 "${PAM_CMD[@]}" --tty pts/16 coffer-hang-closed "$U" open=PAM_SESSION_ERR
+ok "...both gave up within a few seconds (connect() is under the timeout too)" test $(( $(date +%s) - t0 )) -le 6
+kill "$FULL_PID" 2>/dev/null; wait "$FULL_PID" 2>/dev/null
+rm -f "$COFFER_SOCKET"
 fi
 start_daemon "${DAEMON_ARGS[@]}" && unseal_keyfile || { echo "Bail out! cofferd did not restart"; exit 1; }
 

@@ -125,14 +125,16 @@ static void test_cascade(void **state) {
         assert_ptr_equal(t1->parent, s);
         /* A child never outlives its parent's maximum. */
         assert_true(t2->expires <= s->max_expires);
-        assert_ptr_equal(lease_session_of(f->m, 42, 1000), s);
-        assert_null(lease_session_of(f->m, 42, 1001));
-        assert_null(lease_session_of(f->m, 43, 1000));
+        assert_ptr_equal(lease_session_of(f->m, 42, 1000, 1001), s);
+        assert_null(lease_session_of(f->m, 42, 1001, 1001));
+        assert_null(lease_session_of(f->m, 43, 1000, 1001));
+        /* past its expiry, before the timer has revoked it: not a session */
+        assert_null(lease_session_of(f->m, 42, 1000, s->expires));
         f->revoked = 0;
         assert_int_equal(lease_revoke(f->m, s, "closed", 1100), 3);
         assert_int_equal(f->revoked, 3);
         assert_int_equal(f->last_kind, LEASE_SESSION); /* the parent goes last */
-        assert_null(lease_session_of(f->m, 42, 1000));
+        assert_null(lease_session_of(f->m, 42, 1000, 1001));
         assert_int_equal(lease_count(f->m), 0);
 }
 
@@ -150,19 +152,19 @@ static void test_session_index(void **state) {
                 assert_int_equal(lease_create(f->m, &n, 0, 1000, &s[i]), 0);
         }
         for (unsigned i = 0; i < N; i++)
-                assert_ptr_equal(lease_session_of(f->m, s[i]->audit_session, s[i]->owner_uid), s[i]);
+                assert_ptr_equal(lease_session_of(f->m, s[i]->audit_session, s[i]->owner_uid, 1001), s[i]);
         /* revoke every other one */
         for (unsigned i = 0; i < N; i += 2)
                 assert_true(lease_revoke(f->m, s[i], "test", 1001) > 0);
         for (unsigned i = 0; i < N; i++) {
                 uint32_t asid = (i / 3 * 7919u) % 1000u, uid = 2000 + i % 3;
                 if (i % 2)
-                        assert_ptr_equal(lease_session_of(f->m, asid, uid), s[i]);
+                        assert_ptr_equal(lease_session_of(f->m, asid, uid, 1001), s[i]);
                 else
-                        assert_null(lease_session_of(f->m, asid, uid));
+                        assert_null(lease_session_of(f->m, asid, uid, 1001));
         }
-        assert_null(lease_session_of(f->m, 1000, 2000));
-        assert_null(lease_session_of(f->m, UINT32_MAX, 2000));
+        assert_null(lease_session_of(f->m, 1000, 2000, 1001));
+        assert_null(lease_session_of(f->m, UINT32_MAX, 2000, 1001));
 }
 
 static void test_revoked_token_kept_until_expiry(void **state) {
@@ -192,10 +194,29 @@ static void test_cap_and_renew(void **state) {
         assert_int_equal(lease_create(f->m, &n, 3, 1000, &l), -EDQUOT);
         assert_int_equal(lease_count_owner(f->m, 7), 3);
         assert_int_equal(lease_renew(f->m, l, 5, 1002), -EPERM);
+        /* Revoked tokens are kept until they expire and count apart: revoking
+         * does not make room for ever more of them. */
+        assert_int_equal(lease_revoke(f->m, l, "test", 1001), 1);
+        assert_int_equal(lease_count_owner(f->m, 7), 2);
+        assert_int_equal(lease_count_owner_kept(f->m, 7), 1);
+        assert_int_equal(lease_create(f->m, &n, 3, 1001, &l), 0);
+        assert_int_equal(lease_revoke(f->m, l, "test", 1001), 1);
+        assert_int_equal(lease_create(f->m, &n, 3, 1001, &l), 0);
+        assert_int_equal(lease_revoke(f->m, l, "test", 1001), 1);
+        assert_int_equal(lease_count_owner_kept(f->m, 7), 3);
+        assert_int_equal(lease_create(f->m, &n, 3, 1001, &l), -EDQUOT);
+        /* once they expire, they are gone and so is the count */
+        assert_true(lease_expire(f->m, 1011, 100) > 0);
+        assert_int_equal(lease_count_owner_kept(f->m, 7), 0);
+        assert_int_equal(lease_count_owner(f->m, 7), 0);
+        assert_int_equal(lease_create(f->m, &n, 3, 1011, &l), 0);
+
         struct lease *s = mk(f, LEASE_SESSION, 8, 100, NULL, 1000); /* max 200 */
         assert_int_equal(lease_renew(f->m, s, 50, 1100), 0);
         assert_int_equal(s->expires, 1150);
         assert_int_equal(lease_renew(f->m, s, 5000, 1100), 0);
+        assert_int_equal(s->expires, s->max_expires);
+        assert_int_equal(lease_renew(f->m, s, UINT64_MAX - 10, 1100), 0);
         assert_int_equal(s->expires, s->max_expires);
         n.ttl = 0;
         assert_int_equal(lease_create(f->m, &n, 0, 1000, &l), -EINVAL);
