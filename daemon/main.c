@@ -335,6 +335,10 @@ static int open_leases(struct cofferd *d) {
         rc = session_revoke_other_boots(d);
         if (rc > 0)
                 fprintf(stderr, "cofferd: %d lease(s) of login sessions from an earlier boot revoked\n", rc);
+        rc = session_dirs_orphaned(d);
+        if (rc > 0)
+                fprintf(stderr, "cofferd: %d session director%s without an open session removed\n", rc,
+                        rc == 1 ? "y" : "ies");
         server_load_login_map(d);
         server_load_creds_map(d);
         return 0;

@@ -685,6 +685,7 @@ int server_start(struct cofferd *d) {
         if ((rc = arm_session_check(d)) < 0)
                 return rc;
         server_leases_changed(d);
+        session_rm_arm(d);
         if (d->creds_fd >= 0 && (rc = creds_start(d, d->creds_fd)) < 0)
                 return rc;
         return sd_event_add_time_relative(d->event, &d->sweep_src, CLOCK_MONOTONIC, 1000000, 100000, on_sweep, d);
@@ -698,6 +699,7 @@ void server_stop(struct cofferd *d) {
         d->lease_src = sd_event_source_disable_unref(d->lease_src);
         d->session_check_src = sd_event_source_disable_unref(d->session_check_src);
         openers_free(d);
+        session_rm_free(d);
         creds_stop(d);
         free(d->uids);
         d->uids = NULL;

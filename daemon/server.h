@@ -54,6 +54,9 @@ struct cofferd {
         struct opener **openers;           /* processes that opened login sessions */
         size_t nopeners;
         unsigned session_quick;            /* quick checks left after an opener exited */
+        char (*rm_pending)[33];            /* session directories still being removed */
+        size_t nrm_pending;
+        sd_event_source *rm_src;
         struct login_map *login;           /* NULL = nothing is delivered at login */
         struct tokens *tokens;
         char runtime_dir[4096];            /* default home of the runtime files */

@@ -84,24 +84,49 @@ int session_root_prepare(struct cofferd *d) {
         return 0;
 }
 
-/* Remove name (under dirfd) and everything in it. Directories the user may
- * have made theirs are taken back by fd (O_PATH, never by name), so that a
- * swapped entry cannot redirect the chown. */
-static int rm_tree(int parent, const char *name, uid_t uid, gid_t gid, unsigned depth) {
+/* Removal runs in slices: the directory is the user's (they may chmod u+w
+ * it and fill it), and one event loop serves everybody. Each slice does at
+ * most RM_SLICE file system operations; what is left waits in
+ * d->rm_pending for the next slice, at idle priority. */
+#define RM_SLICE 1024
+
+struct rm_ctx {
+        uid_t uid;
+        gid_t gid;
+        int top;          /* the session directory: where too-deep subtrees are moved */
+        unsigned budget;
+};
+
+/* Remove name (under parent) and everything in it; -EAGAIN when the slice
+ * ran out first. Directories the user may have made theirs are taken back
+ * by fd (O_PATH, never by name), so that a swapped entry cannot redirect the
+ * chown. A subtree deeper than RM_DEPTH_MAX is moved up to the top and
+ * removed from there, so no depth leaves anything behind. */
+static int rm_tree(struct rm_ctx *c, int parent, const char *name, unsigned depth) {
+        if (c->budget == 0)
+                return -EAGAIN;
+        c->budget--;
         _cleanup_close_ int p = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (p < 0) {
                 if (errno == ENOTDIR || errno == ELOOP)
                         return unlinkat(parent, name, 0) < 0 && errno != ENOENT ? -errno : 0;
                 return errno == ENOENT ? 0 : -errno;
         }
-        if (depth > RM_DEPTH_MAX)
-                return -ELOOP;
-        if (fchownat(p, "", uid, gid, AT_EMPTY_PATH) < 0)
+        if (fchownat(p, "", c->uid, c->gid, AT_EMPTY_PATH) < 0)
                 return -errno;
         char self[64];
         snprintf(self, sizeof(self), "/proc/self/fd/%d", p);
         if (chmod(self, 0700) < 0)
                 return -errno;
+        if (depth > RM_DEPTH_MAX) {
+                /* Ours now, so it may be moved (its ".." changes). */
+                struct stat st;
+                char up[64];
+                if (fstat(p, &st) < 0)
+                        return -errno;
+                snprintf(up, sizeof(up), ".deep-%llx", (unsigned long long) st.st_ino);
+                return renameat(parent, name, c->top, up) < 0 ? -errno : -EAGAIN;
+        }
         _cleanup_close_ int fd = openat(p, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
@@ -111,30 +136,118 @@ static int rm_tree(int parent, const char *name, uid_t uid, gid_t gid, unsigned 
         fd = -1;
         int rc = 0;
         struct dirent *de;
-        while ((de = readdir(dir))) {
+        while (rc != -EAGAIN && (de = readdir(dir))) {
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                int r = de->d_type == DT_DIR || de->d_type == DT_UNKNOWN
-                                ? rm_tree(dirfd(dir), de->d_name, uid, gid, depth + 1)
-                                : (unlinkat(dirfd(dir), de->d_name, 0) < 0 && errno != ENOENT ? -errno : 0);
-                if (r < 0 && rc == 0)
+                int r;
+                if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN)
+                        r = rm_tree(c, dirfd(dir), de->d_name, depth + 1);
+                else if (c->budget == 0)
+                        r = -EAGAIN;
+                else {
+                        c->budget--;
+                        r = unlinkat(dirfd(dir), de->d_name, 0) < 0 && errno != ENOENT ? -errno : 0;
+                }
+                if (r == -EAGAIN || (r < 0 && rc == 0))
                         rc = r;
         }
         closedir(dir);
+        if (rc == -EAGAIN)
+                return rc;
         if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT && rc == 0)
                 rc = -errno;
         return rc;
 }
 
-int session_dir_remove(struct cofferd *d, const char *hex) {
+/* One slice of SESSION_DIR/HEX's removal: 0 when it is gone, -EAGAIN when
+ * more is left, or an error. The directory itself is taken back first, so
+ * the user cannot reach what is left. */
+static int rm_slice(struct cofferd *d, const char *hex) {
         _cleanup_close_ int root = open(d->session_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (root < 0)
                 return errno == ENOENT ? 0 : -errno;
-        int rc = rm_tree(root, hex, d->self_uid, getegid(), 0);
+        _cleanup_close_ int top = openat(root, hex, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (top < 0)
+                return errno == ENOENT ? 0 : rm_tree(&(struct rm_ctx){ d->self_uid, getegid(), -1, 1 }, root, hex, 0);
+        struct rm_ctx c = { .uid = d->self_uid, .gid = getegid(), .top = top, .budget = RM_SLICE };
+        return rm_tree(&c, root, hex, 0);
+}
+
+static int on_rm_pending(sd_event_source *s, void *userdata) {
+        struct cofferd *d = userdata;
+        while (d->nrm_pending > 0) {
+                const char *hex = d->rm_pending[0];
+                int rc = rm_slice(d, hex);
+                if (rc == -EAGAIN)
+                        return 0; /* the next slice after the clients */
+                if (rc < 0)
+                        server_log("cofferd: could not remove the session directory %s/%s: %s; remove it by hand",
+                                   d->session_dir, hex, strerror(-rc));
+                memmove(d->rm_pending, d->rm_pending + 1, (d->nrm_pending - 1) * sizeof(*d->rm_pending));
+                d->nrm_pending--;
+        }
+        return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+}
+
+void session_rm_arm(struct cofferd *d) {
+        if (!d->event || d->nrm_pending == 0)
+                return;
+        if (!d->rm_src) {
+                if (sd_event_add_defer(d->event, &d->rm_src, on_rm_pending, d) < 0)
+                        return;
+                sd_event_source_set_priority(d->rm_src, SD_EVENT_PRIORITY_IDLE);
+        }
+        sd_event_source_set_enabled(d->rm_src, SD_EVENT_ON);
+}
+
+void session_rm_free(struct cofferd *d) {
+        d->rm_src = sd_event_source_disable_unref(d->rm_src);
+        free(d->rm_pending);
+        d->rm_pending = NULL;
+        d->nrm_pending = 0;
+}
+
+int session_dir_remove(struct cofferd *d, const char *hex) {
+        int rc = rm_slice(d, hex);
+        if (rc == -EAGAIN) {
+                void *v = realloc(d->rm_pending, (d->nrm_pending + 1) * sizeof(*d->rm_pending));
+                if (!v)
+                        return -ENOMEM;
+                d->rm_pending = v;
+                strcpy_bounded(d->rm_pending[d->nrm_pending++], sizeof(*d->rm_pending), hex);
+                session_rm_arm(d);
+                return 0;
+        }
         if (rc < 0)
                 server_log("cofferd: could not remove the session directory %s/%s: %s", d->session_dir, hex,
-                        strerror(-rc));
+                           strerror(-rc));
         return rc;
+}
+
+int session_dirs_orphaned(struct cofferd *d) {
+        DIR *dir = opendir(d->session_dir);
+        int n = 0;
+        if (!dir)
+                return errno == ENOENT ? 0 : -errno;
+        struct dirent *de;
+        while ((de = readdir(dir))) {
+                uint8_t id[LEASE_ID_SIZE];
+                struct stat st;
+                /* Only what cofferd makes there: directories named by a lease id. */
+                if (lease_id_parse(de->d_name, id) < 0 || fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    !S_ISDIR(st.st_mode))
+                        continue;
+                const struct lease *l = lease_find(d->leases, id);
+                if (l && l->kind == LEASE_SESSION && !l->revoked)
+                        continue;
+                char name[sizeof(*d->rm_pending)];
+                if (!strcpy_bounded(name, sizeof(name), de->d_name))
+                        continue;
+                session_dir_remove(d, name);
+                n++;
+        }
+        closedir(dir);
+        return n;
 }
 
 /* Make SESSION_DIR/HEX, 0700 for now; it is handed over when complete. */

@@ -11,8 +11,15 @@ struct cofferd;
 /* Create the session directory root if needed and check it; warns when it is
  * not in memory (tmpfs/ramfs). */
 int session_root_prepare(struct cofferd *d);
-/* Remove SESSION_DIR/HEX and everything in it. */
+/* Remove SESSION_DIR/HEX and everything in it: a first slice now, the rest
+ * (a directory its user filled) in slices between requests. */
 int session_dir_remove(struct cofferd *d, const char *hex);
+/* Start the pending removals (once the event loop exists); free them. */
+void session_rm_arm(struct cofferd *d);
+void session_rm_free(struct cofferd *d);
+/* Remove what is in the session directory root without an open session
+ * (left by a daemon stopped while removing); how many. */
+int session_dirs_orphaned(struct cofferd *d);
 /* lease_revoke_fn: a session's directory goes with it; a revoked token
  * marks the revocation list for rewriting. ud is the daemon. */
 void engines_on_revoke(void *ud, const struct lease *l, const char *why);

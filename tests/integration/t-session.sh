@@ -216,14 +216,36 @@ wait_until 5 log_has "$mark" "configuration reloaded"
 ok "with a higher cap (reload) the user may issue again" $AS_U2 "$COFFER" token issue --aud batch --ttl 10m
 fails_with "a prefix with an unknown kind is refused" 1 "a prefix is KIND/" "$COFFER" lease revoke --prefix bogus/
 
+# ---- a session directory its user filled ----
+# The directory is the user's: they can make it writable and fill it. Its
+# removal must neither stall the daemon nor leave anything, however deep.
+start_holder h6
+ID6=$(field id "$T/h6.out") DIR6=$(field dir "$T/h6.out")
+$AS_U sh -c 'chmod u+w "$1" && mkdir "$1/junk" && cd "$1/junk" && seq 1 3000 | xargs touch &&
+    cd "$1" && i=0 && while [ $i -lt 150 ]; do mkdir d && cd d || exit 1; i=$((i + 1)); done && touch leaf' _ "$DIR6"
+ok "the user filled their session directory (3000 files, 150 levels deep)" test -d "$DIR6/junk" -a -d "$DIR6/d/d/d"
+"$SESSIONTOOL" close "$ID6" >/dev/null
+ok "the daemon answers while it removes it" "$COFFER" status
+ok "the filled directory is removed completely, deep levels included" wait_until 30 test ! -e "$DIR6"
+[ -e "$DIR6" ] && { tail -5 "$T/cofferd.log"; ls -la "$DIR6"; find "$DIR6" | wc -l; } 2>&1 | sed "s/^/# left: /"
+ok "...and the user was shut out of it at once (it is not theirs any more)" sh -c "! $AS_U ls '$DIR6' 2>/dev/null"
+kill "$(cat "$T/h6.pid")" 2>/dev/null
+
 # ---- restart ----
 start_holder h4 --ttl 3
 ID4=$(field id "$T/h4.out") DIR4=$(field dir "$T/h4.out")
 # Everything but the short session and the token under it.
 before_ids=$("$COFFER" lease ls --all --json | "$PY" -c "import json,sys; print(' '.join(sorted(l['id'] for l in json.load(sys.stdin) if '$ID4' not in (l['id'], l['parent']))))")
 stop_daemon
+# What a daemon stopped in the middle of a removal leaves: a directory named
+# like a session that is not open. Anything else there is not cofferd's.
+ORPHAN=$SD/0123456789abcdef0123456789abcdef
+mkdir -p "$ORPHAN/sub" "$SD/not-a-session" && touch "$ORPHAN/sub/f" "$SD/not-a-session/f"
 sleep 4
 start_daemon "${DARGS[@]}" && unseal_keyfile
+ok "at start, a session directory without an open session is removed" test ! -e "$ORPHAN"
+ok "...but not what cofferd did not make" test -e "$SD/not-a-session/f"
+rm -rf "$SD/not-a-session"
 after_ids=$(lease_ids | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')
 is "leases survive a restart" "$after_ids" "$before_ids"
 ok "a session that expired while the daemon was down is revoked at start" sh -c "! '$COFFER' lease ls --all | grep -q '^$ID4'"
