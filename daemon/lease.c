@@ -40,10 +40,56 @@ struct lease_mgr {
         uint8_t *mac_key;          /* sodium_malloc, 32 bytes */
         uint8_t (*created)[LEASE_ID_SIZE]; /* since lease_mark: undone by lease_undo */
         size_t ncreated, ccreated;
+        uint8_t (*revoked)[LEASE_ID_SIZE]; /* since lease_mark: written again by lease_redo_revocations */
+        size_t nrevoked, crevoked;
+        bool revoked_lost;                  /* one did not fit the list */
+        bool marked;                        /* between lease_mark and lease_unmark */
 };
 
 void lease_mark(struct lease_mgr *m) {
         m->ncreated = 0;
+        m->nrevoked = 0;
+        m->revoked_lost = false;
+        m->marked = true;
+}
+
+void lease_unmark(struct lease_mgr *m) {
+        m->marked = false;
+        m->ncreated = 0;
+        m->nrevoked = 0;
+}
+
+static int id_push(uint8_t (**v)[LEASE_ID_SIZE], size_t *n, size_t *cap, const uint8_t *id) {
+        if (*n == *cap) {
+                size_t k = *cap ? *cap * 2 : 16;
+                void *p = realloc(*v, k * LEASE_ID_SIZE);
+                if (!p)
+                        return -ENOMEM;
+                *v = p;
+                *cap = k;
+        }
+        memcpy((*v)[(*n)++], id, LEASE_ID_SIZE);
+        return 0;
+}
+
+static int persist(struct lease_mgr *m, struct lease *l);
+
+bool lease_revoked_since_mark(const struct lease_mgr *m) {
+        return m->nrevoked > 0 || m->revoked_lost;
+}
+
+int lease_redo_revocations(struct lease_mgr *m) {
+        int n = 0, err = m->revoked_lost ? -ENOMEM : 0;
+        for (size_t i = 0; i < m->nrevoked; i++) {
+                struct lease *l = lease_find(m, m->revoked[i]);
+                /* Kept (a token, a grant): its row says revoked; else no row. */
+                int rc = l ? (l->revoked ? persist(m, l) : 0) : store_lease_delete(m->st, m->revoked[i]);
+                if (rc < 0 && err == 0)
+                        err = rc;
+                n += rc == 0;
+        }
+        m->nrevoked = 0;
+        return err < 0 ? err : n;
 }
 
 int lease_undo(struct lease_mgr *m, uint64_t now) {
@@ -59,15 +105,9 @@ int lease_undo(struct lease_mgr *m, uint64_t now) {
 }
 
 static void note_created(struct lease_mgr *m, const uint8_t *id) {
-        if (m->ncreated == m->ccreated) {
-                size_t k = m->ccreated ? m->ccreated * 2 : 16;
-                void *p = realloc(m->created, k * LEASE_ID_SIZE);
-                if (!p)
-                        return; /* best effort: the lease then lives until it expires */
-                m->created = p;
-                m->ccreated = k;
-        }
-        memcpy(m->created[m->ncreated++], id, LEASE_ID_SIZE);
+        /* best effort: a lease not undone lives until it expires */
+        if (m->marked)
+                (void) id_push(&m->created, &m->ncreated, &m->ccreated, id);
 }
 
 const char *lease_kind_name(uint8_t kind) {
@@ -678,6 +718,8 @@ int lease_set_data(struct lease_mgr *m, struct lease *l, const char *data) {
  * stay, marked revoked, until they would have expired; others go at once. */
 static int revoke_one(struct lease_mgr *m, struct lease *l, const char *why, uint64_t now, bool expired) {
         int rc = 0;
+        if (m->marked && id_push(&m->revoked, &m->nrevoked, &m->crevoked, l->id) < 0)
+                m->revoked_lost = true;
         if (m->on_revoke && !l->revoked)
                 m->on_revoke(m->ud, l, why);
         unlink_child(l);
@@ -982,6 +1024,7 @@ void lease_mgr_free(struct lease_mgr *m) {
         free(m->sessions);
         free(m->names);
         free(m->created);
+        free(m->revoked);
         sodium_free(m->mac_key);
         free(m);
 }

@@ -84,6 +84,13 @@ struct lease *lease_find(struct lease_mgr *m, const uint8_t id[static LEASE_ID_S
  * since (their rows went with the rollback). */
 void lease_mark(struct lease_mgr *m);
 int lease_undo(struct lease_mgr *m, uint64_t now);
+/* After a rollback, revocations made since lease_mark stay in force (they
+ * were done in memory, and a session's directory is gone): write them again,
+ * in a transaction of the caller's. How many, or the first error. */
+int lease_redo_revocations(struct lease_mgr *m);
+bool lease_revoked_since_mark(const struct lease_mgr *m);
+/* The request is over: stop keeping track. */
+void lease_unmark(struct lease_mgr *m);
 /* new expiry = min(now + ttl, max_expires); -EPERM when not renewable. */
 int lease_renew(struct lease_mgr *m, struct lease *l, uint64_t ttl, uint64_t now);
 /* Replace the kind-specific data (persisted, under the MAC). */

@@ -232,6 +232,25 @@ static int process_rotate(struct request *r) {
 
 /* ---- secrets ---- */
 
+/* A revocation is not taken back with a rolled-back transaction: it is in
+ * force in memory (and a session's directory is gone), and a restart must
+ * not bring the lease back. Written again on its own, failing safe. */
+static void redo_revocations(struct request *r) {
+        if (!lease_revoked_since_mark(r->d->leases))
+                return;
+        int rc = store_begin(r->d->store);
+        int n = rc < 0 ? rc : lease_redo_revocations(r->d->leases);
+        if (rc == 0)
+                rc = n < 0 ? (store_rollback(r->d->store), n) : store_commit(r->d->store);
+        if (rc < 0)
+                server_log("cofferd: REVOCATIONS NOT SAVED after a failed request: %s; they hold until cofferd "
+                           "restarts, when the leases come back: revoke them again once the store is writable",
+                           strerror(-rc));
+        else if (n > 0)
+                server_log("cofferd: %d revocation(s) of a request that failed (%s) were kept and saved; the audit "
+                           "log may not have them", n, r->err[0] ? r->err : "audit log");
+}
+
 int ops_cap_fail(struct request *r, uint32_t uid, const char *who) {
         unsigned live = lease_count_owner(r->d->leases, uid), kept = lease_count_owner_kept(r->d->leases, uid);
         const char *s = strcmp(who, "you") == 0 ? "" : "s";
@@ -672,15 +691,18 @@ int ops_dispatch(struct request *r) {
         int arc = audit_request(r, code, rc);
         if (r->in_tx && (arc < 0 || rc < 0)) {
                 store_rollback(r->d->store);
+                redo_revocations(r);
                 /* Leases made in memory went with the rows: revoke them. */
                 lease_undo(r->d->leases, now_unix());
         } else if (r->in_tx && (rc = store_commit(r->d->store)) < 0) {
+                redo_revocations(r);
                 lease_undo(r->d->leases, now_unix());
                 ops_store_fail(r, rc, "commit");
                 r->rule = "commit-failed";
                 arc = audit_request(r, code, rc);
         }
         r->in_tx = false;
+        lease_unmark(r->d->leases);
         server_leases_changed(r->d);
         if (arc < 0) {
                 rc = arc;

@@ -153,6 +153,8 @@ reset_state
 start_daemon --audit-log "$AFS/audit.log" || { echo "Bail out! cofferd did not start"; exit 1; }
 init_keyfile
 printf 'kept' | "$COFFER" put full/kept 2>/dev/null
+"$COFFER" token issue --aud full-rev >"$T/rev.jwt" 2>/dev/null
+REV=$("$COFFER" lease ls --json | "$PY" -c 'import json,sys; print([l["id"] for l in json.load(sys.stdin) if l["object"]=="token:full-rev"][0])')
 dd if=/dev/zero of="$AFS/fill" bs=1k 2>/dev/null
 # The log's last block may still have room: a few more records fill it.
 for i in $(seq 500); do "$COFFER" status >/dev/null 2>&1 || break; done
@@ -161,9 +163,17 @@ fails_with "audit log full: a put fails with a clear message" 1 'audit log canno
     sh -c 'printf lost | "$1" put full/lost' _ "$COFFER"
 fails_with "audit log full: a get fails too (fail closed)" 1 'audit log cannot be written' "$COFFER" get full/kept
 fails_with "audit log full: a token issue fails too" 1 'audit log cannot be written' "$COFFER" token issue --aud full
+fails_with "audit log full: a revoke fails too, saying why" 1 'audit log cannot be written' "$COFFER" lease revoke "$REV"
 rm -f "$AFS/fill"
 ok "space back: the failed token issue left no live lease behind" sh -c "! '$COFFER' lease ls | grep -q 'token:full'"
 fails_with "space back: the failed put wrote nothing to the store" 6 'no such secret' "$COFFER" get full/lost
 ok_out "space back: requests are served again" '^kept$' "$COFFER" get full/kept
+# A revocation is not taken back by the rollback: it was in force at once,
+# and it was saved on its own.
+exits_out "the token of the failed revoke verifies as revoked" 7 '^Status: +revoked' "$COFFER" token verify - <"$T/rev.jwt"
+ok "...and the log says the revocation was kept" grep -q "revocation(s) of a request that failed .* were kept and saved" "$T/cofferd.log"
+stop_daemon
+start_daemon --audit-log "$AFS/audit.log" && unseal_keyfile
+exits_out "...and still after a restart (the store has it)" 7 '^Status: +revoked' "$COFFER" token verify - <"$T/rev.jwt"
 
 done_testing
