@@ -342,6 +342,14 @@ static bool is_service(const struct peer *p) {
         return n > 8 && strcmp(p->unit + n - 8, ".service") == 0 && strncmp(p->unit, "user@", 5) != 0;
 }
 
+/* A token's sub is the unit only for a service's own (system) uid: the
+ * jobs of users that a service runs (cron.service, a scheduler) are those
+ * users, and the unit claim says where they ran. System uids: below 1000
+ * (Debian's UID_MIN) and systemd's DynamicUser= range. */
+static bool sub_is_unit(const struct peer *p) {
+        return is_service(p) && (p->uid < 1000 || (p->uid >= 61184 && p->uid <= 65519));
+}
+
 int process_token_issue(struct request *r) {
         char aud[300];
         uint64_t ttl = 0;
@@ -363,8 +371,7 @@ int process_token_issue(struct request *r) {
         if (ttl == 0)
                 ttl = r->d->cfg.token_ttl_sec < bound ? r->d->cfg.token_ttl_sec : bound;
         const struct peer *p = r->peer;
-        bool svc = is_service(p);
-        struct token_subject s = { .uid = p->uid, .sub = svc ? p->unit : p->user, .unit = p->unit };
+        struct token_subject s = { .uid = p->uid, .sub = sub_is_unit(p) ? p->unit : p->user, .unit = p->unit };
         struct lease *parent = lease_session_of(r->d->leases, p->audit_session, p->uid, now_unix()), *l;
         char tok[JWT_MAX + 1];
         rc = token_mint(r->d, &s, aud, ttl, parent, tok, sizeof(tok), &l);

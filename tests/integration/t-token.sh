@@ -144,4 +144,23 @@ fails_with "--bytes outside 16..64 is a usage error" 2 "--bytes needs a whole nu
 ok "the key never reaches the audit log" sh -c "! grep -q '$K1' '$T/audit.log'"
 ok "but the derivation is audited" grep -q '"op":"key-derive","object":"key:datasets/imagenet"' "$T/audit.log"
 
+# ---- the subject of a service's token ----
+# The unit for the service's own (system) uid; the user for a user's job that
+# the service runs (cron.service, a scheduler), with the unit as a claim.
+CG=$(findmnt -rn -t cgroup2 -o TARGET | head -1)
+SLICE=cftk$$.slice
+claims() { "$PY" -c 'import base64,json,sys; p=sys.stdin.read().split(".")[1]; c=json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))); print(c["sub"], c.get("unit",""))'; }
+if [ -n "$CG" ] && mkdir -p "$CG/$SLICE/jobs.service" 2>/dev/null; then
+    CLEANUP_EXTRA="rmdir $CG/$SLICE/jobs.service $CG/$SLICE 2>/dev/null; ${CLEANUP_EXTRA:-}"
+    IN_UNIT() { local u=$1; shift; sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/$SLICE/$u" "$@"; }
+    is "a token issued by the service's own uid (root) in jobs.service has sub = the unit" \
+        "$(IN_UNIT jobs.service "$COFFER" token issue --aud inference-api | claims)" "jobs.service jobs.service"
+    is "a token issued by a user's job in jobs.service has sub = the user, and the unit claim" \
+        "$(IN_UNIT jobs.service setpriv --reuid=nobody --regid=nogroup --clear-groups "$COFFER" token issue --aud inference-api | claims)" \
+        "nobody jobs.service"
+else
+    skip "a token issued by the service's own uid (root) in jobs.service has sub = the unit" "no writable cgroup2"
+    skip "a token issued by a user's job in jobs.service has sub = the user, and the unit claim" "no writable cgroup2"
+fi
+
 done_testing
