@@ -21,6 +21,7 @@
 #
 # Environment: PAM_CYCLES (default 200) per stack.
 set -eu
+. "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: pam-session.sh BUILDDIR}
 CYCLES=${PAM_CYCLES:-200}
@@ -98,17 +99,10 @@ chmod 0644 "$tmp/login.map" "$tmp/policy/50-bench.policy"
 "$B/cofferd" --state-dir "$tmp/state" --socket "$SOCK" --audit-log "$tmp/audit.log" --policy-dir "$tmp/policy" \
         --session-dir "$tmp/sessions" --login-map "$tmp/login.map" >"$tmp/cofferd.log" 2>&1 &
 cofferd_pid=$!
-i=0
-while [ ! -S "$SOCK" ]; do
-        kill -0 "$cofferd_pid" 2>/dev/null || { tail -n 20 "$tmp/cofferd.log" >&2; fail "cofferd exited during startup"; }
-        i=$((i + 1))
-        [ "$i" -le 100 ] || fail "no socket at $SOCK after 10 s"
-        sleep 0.1
-done
+wait_socket "$SOCK" "$cofferd_pid" "$tmp/cofferd.log"
 COFFER_SOCKET=$SOCK
 export COFFER_SOCKET
-"$B/coffer" operator init --keyfile "$tmp/unseal.key" >"$tmp/init.log" 2>&1 ||
-        { cat "$tmp/init.log" >&2; fail "coffer operator init failed"; }
+init_store "$B/coffer" "$tmp"
 printf '%s' bench-0123456789abcdef-012345678 | "$B/coffer" put bench/pam/hf >"$tmp/put.log" 2>&1 ||
         { cat "$tmp/put.log" >&2; fail "coffer put failed"; }
 

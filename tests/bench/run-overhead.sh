@@ -15,6 +15,7 @@
 #
 # Environment: RUN_ITERATIONS (default 200).
 set -eu
+. "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: run-overhead.sh BUILDDIR}
 N=${RUN_ITERATIONS:-200}
@@ -60,17 +61,10 @@ SOCK=$tmp/coffer.sock
 COFFER_AUDIT_NO_JOURNAL=1 "$B/cofferd" --state-dir "$tmp/state" --socket "$SOCK" --audit-log "$tmp/audit.log" \
         --policy-dir "$tmp/policy" >"$tmp/cofferd.log" 2>&1 &
 cofferd_pid=$!
-i=0
-while [ ! -S "$SOCK" ]; do
-        kill -0 "$cofferd_pid" 2>/dev/null || { tail -n 20 "$tmp/cofferd.log" >&2; fail "cofferd exited during startup"; }
-        i=$((i + 1))
-        [ "$i" -le 100 ] || fail "no socket at $SOCK after 10 s"
-        sleep 0.1
-done
+wait_socket "$SOCK" "$cofferd_pid" "$tmp/cofferd.log"
 COFFER_SOCKET=$SOCK
 export COFFER_SOCKET
-"$COFFER" operator init --keyfile "$tmp/unseal.key" >"$tmp/init.log" 2>&1 ||
-        { cat "$tmp/init.log" >&2; fail "coffer operator init failed"; }
+init_store "$COFFER" "$tmp"
 for s in a b c; do
         printf 'bench-%s-0123456789abcdef-0123456' "$s" | "$COFFER" put "bench/$s" >"$tmp/put.log" 2>&1 ||
                 { cat "$tmp/put.log" >&2; fail "coffer put bench/$s failed"; }

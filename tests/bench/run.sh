@@ -17,6 +17,7 @@
 #
 # Environment: BENCH_SECONDS (default 5) per measurement.
 set -eu
+. "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: run.sh BUILDDIR}
 SECS=${BENCH_SECONDS:-5}
@@ -38,17 +39,6 @@ trap 'exit 143' TERM
 fail() {
         echo "bench: $*" >&2
         exit 1
-}
-
-# wait_socket PATH PID LOG: until PATH is a socket; fail if PID dies first.
-wait_socket() {
-        i=0
-        while [ ! -S "$1" ]; do
-                kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; fail "server for $1 exited during startup"; }
-                i=$((i + 1))
-                [ "$i" -le 100 ] || { tail -n 20 "$3" >&2; fail "no socket at $1 after 10 s"; }
-                sleep 0.1
-        done
 }
 
 # loadgen SOCKET LABEL MODE CLIENTS: print the bench line; the ops/s in $ops.

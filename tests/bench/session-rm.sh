@@ -17,6 +17,7 @@
 # Skips (exit 0, with a message) when not root (sessions are opened by uid 0
 # only) or the user nobody is missing. Mounts a tmpfs for the sessions.
 set -eu
+. "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: session-rm.sh BUILDDIR}
 FILES=${RM_FILES:-200000}
@@ -69,17 +70,10 @@ chmod 0644 "$tmp/cofferd.conf"
 "$B/cofferd" --state-dir "$tmp/state" --socket "$SOCK" --audit-log "$tmp/audit.log" --policy-dir "$tmp/policy" \
         --session-dir "$tmp/sessions" --config "$tmp/cofferd.conf" >"$tmp/cofferd.log" 2>&1 &
 cofferd_pid=$!
-i=0
-while [ ! -S "$SOCK" ]; do
-        kill -0 "$cofferd_pid" 2>/dev/null || { tail -n 20 "$tmp/cofferd.log" >&2; fail "cofferd exited during startup"; }
-        i=$((i + 1))
-        [ "$i" -le 100 ] || fail "no socket at $SOCK after 10 s"
-        sleep 0.1
-done
+wait_socket "$SOCK" "$cofferd_pid" "$tmp/cofferd.log"
 COFFER_SOCKET=$SOCK
 export COFFER_SOCKET
-"$B/coffer" operator init --keyfile "$tmp/unseal.key" >"$tmp/init.log" 2>&1 ||
-        { cat "$tmp/init.log" >&2; fail "coffer operator init failed"; }
+init_store "$B/coffer" "$tmp"
 
 # The session: opened from a fresh audit session, held open.
 sh -c 'echo 0 >/proc/self/loginuid 2>/dev/null; exec "$0" open "$1" --hold' "$B/tests/integration/sessiontool" \
