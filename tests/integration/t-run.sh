@@ -349,6 +349,13 @@ read_until(lambda: b'name? ' in out, 15)
 print('prompt-seen' if b'name? ' in out else 'no-prompt')
 os.write(m, b'alice\r')
 read_until(lambda: b'sleeping' in out, 15)
+# The job's descriptors, seen from outside (a listing from inside would see
+# the shell's own pipes and directory handles).
+import re
+pid = re.search(rb'jobpid (\d+)', out)
+if pid:
+    fds = sorted(os.listdir('/proc/%s/fd' % pid.group(1).decode()), key=int)
+    print('fds', ' '.join(fds))
 if b'sleeping' in out:
     os.write(m, b'\x03')   # ^C through the pty
 read_until(lambda: p.poll() is not None, 20)
@@ -361,7 +368,7 @@ sys.stdout.write(out.decode(errors='replace').replace('\r', ''))
 EOF
 # shellcheck disable=SC2016
 TTYJOB='printf "name? "; read n; echo "hello $n"; cat "$COFFER_SECRETS_DIR/tok"; echo; stty size;
-[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-tty; ls /proc/$$/fd | tr "\n" " "; echo; echo sleeping; exec sleep 20'
+[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-tty; echo "jobpid $$"; echo sleeping; exec sleep 20'
 "$PY" "$T/tty.py" "$TOKV" "$COFFER" run --mask --file tok=run/token -- sh -c "$TTYJOB" >"$T/tty.out" 2>&1
 ok "on a terminal, a prompt without a newline appears before any input" grep -qx prompt-seen "$T/tty.out"
 ok "input reaches the job" grep -qx "hello alice" "$T/tty.out"
@@ -369,7 +376,7 @@ ok "the value is masked" grep -qx '\*\*\*' "$T/tty.out"
 ok "and never shown" grep -qx secret-hidden "$T/tty.out"
 ok "the job's stdin, stdout and stderr are a terminal" grep -qx all-tty "$T/tty.out"
 ok "of the same size" grep -qx "33 101" "$T/tty.out"
-ok "with only 0, 1 and 2 open" grep -qx "0 1 2 " "$T/tty.out"
+is "with only 0, 1 and 2 open" "$(sed -n 's/^fds //p' "$T/tty.out")" "0 1 2"
 ok "^C reaches the job, and coffer run dies of SIGINT like it" grep -qx "status -2" "$T/tty.out"
 ok "the terminal's mode is restored" grep -qx terminal-restored "$T/tty.out"
 printf 'bob\n' | timeout 20 script -qfec "'$COFFER' run --mask --file tok=run/token -- sh -c 'printf \"name? \"; read n; echo hi \$n; cat \$COFFER_SECRETS_DIR/tok; echo'" /dev/null >"$T/script.out" 2>&1
