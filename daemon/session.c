@@ -124,8 +124,16 @@ static int rm_tree(struct rm_ctx *c, int parent, const char *name, unsigned dept
                 char up[64];
                 if (fstat(p, &st) < 0)
                         return -errno;
-                snprintf(up, sizeof(up), ".deep-%llx", (unsigned long long) st.st_ino);
-                return renameat(parent, name, c->top, up) < 0 ? -errno : -EAGAIN;
+                /* Never onto an entry of the user's: a name that is taken is
+                 * tried again with another suffix. */
+                for (unsigned k = 0; k < 16; k++) {
+                        snprintf(up, sizeof(up), ".deep-%llx-%u", (unsigned long long) st.st_ino, k);
+                        if (renameat2(parent, name, c->top, up, RENAME_NOREPLACE) == 0)
+                                return -EAGAIN;
+                        if (errno != EEXIST)
+                                return -errno;
+                }
+                return -EEXIST;
         }
         _cleanup_close_ int fd = openat(p, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
