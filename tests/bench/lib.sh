@@ -19,3 +19,23 @@ init_store() {
         "$1" operator init --keyfile "$2/unseal.key" >"$2/init.log" 2>&1 ||
                 { cat "$2/init.log" >&2; fail "coffer operator init failed"; }
 }
+
+# A session-directory benchmark's scratch state: tmp (the directory),
+# cofferd_pid, mounted (non-empty: a tmpfs is mounted on $tmp/sessions) and
+# also_kill (more pids). bench_traps removes all of it on any exit.
+tmp=
+cofferd_pid=
+mounted=
+also_kill=
+bench_cleanup() {
+        for _p in $also_kill; do kill "$_p" 2>/dev/null || true; done
+        [ -z "$cofferd_pid" ] || { kill "$cofferd_pid" 2>/dev/null || true; wait "$cofferd_pid" 2>/dev/null || true; }
+        [ -z "$mounted" ] || umount -l "$tmp/sessions" 2>/dev/null || true
+        [ -z "$tmp" ] || rm -rf "$tmp"
+}
+bench_traps() {
+        trap bench_cleanup EXIT
+        trap 'exit 129' HUP
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+}

@@ -61,18 +61,7 @@ PERMIT=$(find_module pam_permit.so) || skip "pam_permit.so not found"
 LOGINUID=$(find_module pam_loginuid.so) || LOGINUID=
 id "$USER_NAME" >/dev/null 2>&1 || skip "no user $USER_NAME"
 
-tmp=
-cofferd_pid=
-mounted=
-cleanup() {
-        [ -z "$cofferd_pid" ] || { kill "$cofferd_pid" 2>/dev/null || true; wait "$cofferd_pid" 2>/dev/null || true; }
-        [ -z "$mounted" ] || umount -l "$tmp/sessions" 2>/dev/null || true
-        [ -z "$tmp" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
 now_ms() { date +%s%3N; }
 

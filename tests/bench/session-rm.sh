@@ -43,20 +43,7 @@ done
 id "$USER_NAME" >/dev/null 2>&1 || skip "no user $USER_NAME"
 [ -x "$PY" ] || skip "no $PY"
 
-tmp=
-cofferd_pid=
-holder=
-mounted=
-cleanup() {
-        [ -z "$holder" ] || kill "$holder" 2>/dev/null || true
-        [ -z "$cofferd_pid" ] || { kill "$cofferd_pid" 2>/dev/null || true; wait "$cofferd_pid" 2>/dev/null || true; }
-        [ -z "$mounted" ] || umount -l "$tmp/sessions" 2>/dev/null || true
-        [ -z "$tmp" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/coffer-rm-bench.XXXXXX")
 chmod 0755 "$tmp"
@@ -79,6 +66,7 @@ init_store "$B/coffer" "$tmp"
 sh -c 'echo 0 >/proc/self/loginuid 2>/dev/null; exec "$0" open "$1" --hold' "$B/tests/integration/sessiontool" \
         "$USER_NAME" >"$tmp/session.out" 2>&1 &
 holder=$!
+also_kill=$holder
 i=0
 until grep -q '^dir=' "$tmp/session.out"; do
         i=$((i + 1))
