@@ -293,6 +293,19 @@ static int call(coffer *c, uint16_t op, const struct wire_writer *req, struct re
         return call_fd(c, op, req, -1, r);
 }
 
+/* The common request: one string field and an optional u64 (sent when
+ * nonzero). */
+static int str_call(coffer *c, uint16_t op, uint8_t stag, const char *s, uint8_t utag, uint64_t u, struct reply *r) {
+        struct wire_writer w;
+        wire_writer_init(&w);
+        wire_put_str(&w, stag, s);
+        if (u)
+                wire_put_u64(&w, utag, u);
+        int rc = call(c, op, &w, r);
+        wire_writer_free(&w);
+        return rc;
+}
+
 /* ---- secrets ---- */
 
 static coffer_secret *secret_new(const uint8_t *p, size_t n, uint64_t version) {
@@ -324,7 +337,6 @@ static int name_check(const char *name) {
 }
 
 COFFER_API int coffer_get(coffer *c, coffer_secret **out, const char *name, uint64_t version) {
-        struct wire_writer w;
         struct reply r;
         const uint8_t *p;
         size_t n;
@@ -333,12 +345,7 @@ COFFER_API int coffer_get(coffer *c, coffer_secret **out, const char *name, uint
         int rc = name_check(name);
         if (rc < 0)
                 return rc;
-        wire_writer_init(&w);
-        wire_put_str(&w, T_NAME, name);
-        if (version)
-                wire_put_u64(&w, T_VERSION, version);
-        rc = call(c, OP_GET, &w, &r);
-        wire_writer_free(&w);
+        rc = str_call(c, OP_GET, T_NAME, name, T_VERSION, version, &r);
         if (rc < 0)
                 return rc;
         if (wire_get_bytes(&r.msg, T_VALUE, &p, &n) < 0 || wire_get_u64(&r.msg, T_VERSION, &v) < 0)
@@ -440,7 +447,6 @@ COFFER_API int coffer_list(coffer *c, char ***names, const char *prefix) {
 }
 
 COFFER_API int coffer_versions(coffer *c, coffer_version **out, const char *name) {
-        struct wire_writer w;
         struct reply r;
         const uint8_t *p;
         size_t n;
@@ -448,10 +454,7 @@ COFFER_API int coffer_versions(coffer *c, coffer_version **out, const char *name
         int rc = name_check(name);
         if (rc < 0)
                 return rc;
-        wire_writer_init(&w);
-        wire_put_str(&w, T_NAME, name);
-        rc = call(c, OP_VERSIONS, &w, &r);
-        wire_writer_free(&w);
+        rc = str_call(c, OP_VERSIONS, T_NAME, name, 0, 0, &r);
         if (rc < 0)
                 return rc;
         if (wire_get_bytes(&r.msg, T_VERSIONS, &p, &n) < 0) {
@@ -479,17 +482,11 @@ COFFER_API int coffer_versions(coffer *c, coffer_version **out, const char *name
 }
 
 static int name_version_call(coffer *c, uint16_t op, const char *name, uint64_t version, uint64_t *version_out) {
-        struct wire_writer w;
         struct reply r;
         int rc = name_check(name);
         if (rc < 0)
                 return rc;
-        wire_writer_init(&w);
-        wire_put_str(&w, T_NAME, name);
-        if (version)
-                wire_put_u64(&w, T_VERSION, version);
-        rc = call(c, op, &w, &r);
-        wire_writer_free(&w);
+        rc = str_call(c, op, T_NAME, name, T_VERSION, version, &r);
         if (rc == 0 && version_out)
                 wire_get_u64(&r.msg, T_VERSION, version_out);
         if (rc == 0)
@@ -772,17 +769,11 @@ COFFER_API int coffer_lease_list(coffer *c, coffer_lease **out, int all, uint64_
 }
 
 COFFER_API int coffer_lease_renew(coffer *c, const char *id, uint64_t ttl_sec, uint64_t *expires_out) {
-        struct wire_writer w;
         struct reply r;
         int rc = lease_id_check(id);
         if (rc < 0)
                 return rc;
-        wire_writer_init(&w);
-        wire_put_str(&w, T_LEASE_ID, id);
-        if (ttl_sec)
-                wire_put_u64(&w, T_TTL, ttl_sec);
-        rc = call(c, OP_LEASE_RENEW, &w, &r);
-        wire_writer_free(&w);
+        rc = str_call(c, OP_LEASE_RENEW, T_LEASE_ID, id, T_TTL, ttl_sec, &r);
         if (rc < 0)
                 return rc;
         if (expires_out)
@@ -792,12 +783,8 @@ COFFER_API int coffer_lease_renew(coffer *c, const char *id, uint64_t ttl_sec, u
 }
 
 static int revoke_call(coffer *c, uint8_t tag, const char *s, uint64_t *revoked) {
-        struct wire_writer w;
         struct reply r;
-        wire_writer_init(&w);
-        wire_put_str(&w, tag, s);
-        int rc = call(c, OP_LEASE_REVOKE, &w, &r);
-        wire_writer_free(&w);
+        int rc = str_call(c, OP_LEASE_REVOKE, tag, s, 0, 0, &r);
         if (rc < 0)
                 return rc;
         if (revoked)
@@ -930,19 +917,13 @@ COFFER_API int coffer_session_close(coffer *c, const char *id, const coffer_sess
 
 COFFER_API int coffer_token_issue(coffer *c, coffer_secret **token, const char *audience, uint64_t ttl_sec,
                                   uint64_t *expires_out) {
-        struct wire_writer w;
         struct reply r;
         const uint8_t *p;
         size_t n;
         *token = NULL;
         if (!audience || !proto_audience_valid(audience))
                 return set_error(-EINVAL, "an audience is 1-255 of A-Z a-z 0-9 . _ - : /");
-        wire_writer_init(&w);
-        wire_put_str(&w, T_AUDIENCE, audience);
-        if (ttl_sec)
-                wire_put_u64(&w, T_TTL, ttl_sec);
-        int rc = call(c, OP_TOKEN_ISSUE, &w, &r);
-        wire_writer_free(&w);
+        int rc = str_call(c, OP_TOKEN_ISSUE, T_AUDIENCE, audience, T_TTL, ttl_sec, &r);
         if (rc < 0)
                 return rc;
         if (wire_get_bytes(&r.msg, T_TOKEN, &p, &n) < 0)
@@ -1017,7 +998,6 @@ COFFER_API int coffer_token_rotate(coffer *c, char kid[64]) {
 }
 
 COFFER_API int coffer_key_derive(coffer *c, coffer_secret **key, const char *name, size_t bytes) {
-        struct wire_writer w;
         struct reply r;
         const uint8_t *p;
         size_t n;
@@ -1027,11 +1007,7 @@ COFFER_API int coffer_key_derive(coffer *c, coffer_secret **key, const char *nam
                 return rc;
         if (bytes < 16 || bytes > 64)
                 return set_error(-EINVAL, "a derived key is 16 to 64 bytes");
-        wire_writer_init(&w);
-        wire_put_str(&w, T_NAME, name);
-        wire_put_u64(&w, T_BYTES, bytes);
-        rc = call(c, OP_KEY_DERIVE, &w, &r);
-        wire_writer_free(&w);
+        rc = str_call(c, OP_KEY_DERIVE, T_NAME, name, T_BYTES, bytes, &r);
         if (rc < 0)
                 return rc;
         if (wire_get_bytes(&r.msg, T_VALUE, &p, &n) < 0 || n != bytes)

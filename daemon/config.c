@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -277,5 +278,18 @@ int parse_word_lines(const char *name, const char *text, size_t len, size_t maxw
                         rc = -EINVAL;
                 }
         }
+        return rc;
+}
+
+int parse_word_file(const char *path, uid_t self, size_t maxw, line_fn fn, void *ud, char *err, size_t errsz) {
+        uint8_t *text = NULL;
+        size_t len = 0;
+        if (!path[0])
+                return 0;
+        int rc = read_trusted_file(path, self, &text, &len, err, errsz);
+        if (rc <= 0)
+                return rc;
+        rc = parse_word_lines(path, (const char *) text, len, maxw, fn, ud, err, errsz);
+        free(text);
         return rc;
 }

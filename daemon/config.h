@@ -58,3 +58,6 @@ int read_trusted_file(const char *path, uid_t self, uint8_t **text, size_t *len,
 typedef int (*line_fn)(void *ud, char **w, size_t n, char *why, size_t whysz);
 int parse_word_lines(const char *name, const char *text, size_t len, size_t maxw, line_fn fn, void *ud, char *err,
                      size_t errsz);
+/* The same over a trusted file (read_trusted_file); "" or a missing file:
+ * no lines, 0. */
+int parse_word_file(const char *path, uid_t self, size_t maxw, line_fn fn, void *ud, char *err, size_t errsz);

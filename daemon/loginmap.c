@@ -82,15 +82,11 @@ int login_map_parse(struct login_map *m, const char *name, const char *text, siz
 }
 
 int login_map_load(struct login_map *m, const char *path, uid_t self, char *err, size_t errsz) {
-        uint8_t *text = NULL;
-        size_t len = 0;
         memset(m, 0, sizeof(*m));
-        if (!path[0])
-                return 0;
-        int rc = read_trusted_file(path, self, &text, &len, err, errsz);
-        if (rc <= 0)
-                return rc;
-        rc = login_map_parse(m, path, (const char *) text, len, err, errsz);
-        free(text);
+        if (err && errsz)
+                err[0] = 0;
+        int rc = parse_word_file(path, self, 4, add_line, m, err, errsz);
+        if (rc < 0)
+                m->n = 0;
         return rc;
 }
