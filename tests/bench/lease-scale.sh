@@ -26,6 +26,8 @@
 # (seconds, default 0) to add to the time left before the 10% expire, should
 # a slow machine not be ready in time (the script says so when it happens).
 set -eu
+BENCH_NAME=lease-scale
+. "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: lease-scale.sh BUILDDIR}
 SECS=${BENCH_SECONDS:-5}
@@ -35,23 +37,8 @@ CLIENTS=4
 LG=$B/tests/bench/loadgen
 POP=$B/tests/bench/lease-populate
 
-tmp=
-cofferd_pid=
-lg_pid=
-cleanup() {
-        for p in $lg_pid $cofferd_pid; do kill "$p" 2>/dev/null || true; done
-        for p in $lg_pid $cofferd_pid; do wait "$p" 2>/dev/null || true; done
-        [ -z "$tmp" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
-fail() {
-        echo "bench lease-scale: $*" >&2
-        exit 1
-}
 
 now_ms() { date +%s%3N; }
 

@@ -1,5 +1,11 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Sourced by the benchmark scripts, which define fail MESSAGE (prints, exits 1).
+# Sourced by the benchmark scripts, right after `set -eu`, with BENCH_NAME
+# set (the name in their messages).
+
+fail() {
+        echo "bench ${BENCH_NAME:-}: $*" >&2
+        exit 1
+}
 
 # wait_socket SOCKET PID LOG: until SOCKET exists; fails if PID exits first
 # (showing the end of LOG) or after 10 s.
@@ -20,16 +26,18 @@ init_store() {
                 { cat "$2/init.log" >&2; fail "coffer operator init failed"; }
 }
 
-# A session-directory benchmark's scratch state: tmp (the directory),
-# cofferd_pid, mounted (non-empty: a tmpfs is mounted on $tmp/sessions) and
-# also_kill (more pids). bench_traps removes all of it on any exit.
+# A benchmark's scratch state: tmp (the directory), cofferd_pid, lg_pid (a
+# load generator in flight), pids (more processes), mounted (non-empty: a
+# tmpfs is mounted on $tmp/sessions). bench_traps stops and removes all of it
+# on any exit.
 tmp=
 cofferd_pid=
+lg_pid=
+pids=
 mounted=
-also_kill=
 bench_cleanup() {
-        for _p in $also_kill; do kill "$_p" 2>/dev/null || true; done
-        [ -z "$cofferd_pid" ] || { kill "$cofferd_pid" 2>/dev/null || true; wait "$cofferd_pid" 2>/dev/null || true; }
+        for _p in $lg_pid $pids $cofferd_pid; do kill "$_p" 2>/dev/null || true; done
+        for _p in $lg_pid $pids $cofferd_pid; do wait "$_p" 2>/dev/null || true; done
         [ -z "$mounted" ] || umount -l "$tmp/sessions" 2>/dev/null || true
         [ -z "$tmp" ] || rm -rf "$tmp"
 }

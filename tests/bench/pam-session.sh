@@ -21,6 +21,7 @@
 #
 # Environment: PAM_CYCLES (default 200) per stack.
 set -eu
+BENCH_NAME=pam-session
 . "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: pam-session.sh BUILDDIR}
@@ -31,10 +32,6 @@ USER_NAME=nobody
 skip() {
         echo "bench pam-session skipped: $*"
         exit 0
-}
-fail() {
-        echo "bench pam-session: $*" >&2
-        exit 1
 }
 
 case $CYCLES in

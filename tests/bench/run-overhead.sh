@@ -15,26 +15,14 @@
 #
 # Environment: RUN_ITERATIONS (default 200).
 set -eu
+BENCH_NAME=run-overhead
 . "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: run-overhead.sh BUILDDIR}
 N=${RUN_ITERATIONS:-200}
 
-tmp=
-cofferd_pid=
-cleanup() {
-        [ -z "$cofferd_pid" ] || { kill "$cofferd_pid" 2>/dev/null || true; wait "$cofferd_pid" 2>/dev/null || true; }
-        [ -z "$tmp" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
-fail() {
-        echo "bench: $*" >&2
-        exit 1
-}
 
 case $N in
 ''|*[!0-9]*|0) fail "RUN_ITERATIONS must be a positive integer: $N" ;;

@@ -17,29 +17,15 @@
 #
 # Environment: BENCH_SECONDS (default 5) per measurement.
 set -eu
+BENCH_NAME=run
 . "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: run.sh BUILDDIR}
 SECS=${BENCH_SECONDS:-5}
 LG=$B/tests/bench/loadgen
 
-tmp=
-pids=
-lg_pid=
-cleanup() {
-        for p in $lg_pid $pids; do kill "$p" 2>/dev/null || true; done
-        for p in $lg_pid $pids; do wait "$p" 2>/dev/null || true; done
-        [ -z "$tmp" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
-fail() {
-        echo "bench: $*" >&2
-        exit 1
-}
 
 # loadgen SOCKET LABEL MODE CLIENTS: print the bench line; the ops/s in $ops.
 # In the background so that a signal to this script is handled at once.

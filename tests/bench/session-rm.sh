@@ -17,6 +17,7 @@
 # Skips (exit 0, with a message) when not root (sessions are opened by uid 0
 # only) or the user nobody is missing. Mounts a tmpfs for the sessions.
 set -eu
+BENCH_NAME=session-rm
 . "$(dirname "$0")/lib.sh"
 
 B=${1:?usage: session-rm.sh BUILDDIR}
@@ -28,10 +29,6 @@ USER_NAME=nobody
 skip() {
         echo "bench session-rm skipped: $*"
         exit 0
-}
-fail() {
-        echo "bench session-rm: $*" >&2
-        exit 1
 }
 case $FILES:$NESTED in
 *[!0-9:]*|:*|*:|0:*) fail "RM_FILES must be a positive integer and RM_NESTED a whole number: $FILES $NESTED" ;;
@@ -66,7 +63,7 @@ init_store "$B/coffer" "$tmp"
 sh -c 'echo 0 >/proc/self/loginuid 2>/dev/null; exec "$0" open "$1" --hold' "$B/tests/integration/sessiontool" \
         "$USER_NAME" >"$tmp/session.out" 2>&1 &
 holder=$!
-also_kill=$holder
+pids=$holder
 i=0
 until grep -q '^dir=' "$tmp/session.out"; do
         i=$((i + 1))
