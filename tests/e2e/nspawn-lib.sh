@@ -79,3 +79,22 @@ nspawn_rootfs() {
     fi
     [ -x "$ROOTFS/usr/lib/systemd/systemd" ] || skip_all "no usable rootfs in $ROOTFS"
 }
+
+# nspawn_boot EXTRA_ARGS...: boot systemd from $ROOTFS in $CG/$SLICE/$SCOPE
+# (the cgroup must exist) with --keep-unit (no machined; nspawn makes
+# payload/ and supervisor/ under it) and --read-only --volatile=state (the
+# cached tree is never written, /var is a tmpfs, so runs may share it), give
+# up after $BOOT_TIMEOUT; output in $T/nspawn.log, exit status in nspawn_rc,
+# wall time in nspawn_secs.
+nspawn_boot() {
+    local t0
+    t0=$(date +%s%N)
+    timeout -k 10 "$BOOT_TIMEOUT" sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/$SLICE/$SCOPE" \
+        "$NSPAWN" -q -D "$ROOTFS" --machine="$MACHINE" --boot --register=no --keep-unit --console=pipe \
+        --read-only --volatile=state "$@" >"$T/nspawn.log" 2>&1 </dev/null &
+    NSPAWN_PID=$!
+    wait "$NSPAWN_PID"
+    nspawn_rc=$?
+    NSPAWN_PID=
+    nspawn_secs=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+}

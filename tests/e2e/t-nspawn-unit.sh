@@ -195,24 +195,15 @@ cp "$T/in/value" "$T/value"
 # nspawn's own cgroup, named like machined's machine-NAME.scope (see
 # t-nspawn.sh); made last, as skip_all does not clean up.
 mkdir -p "$CG/$SLICE/$SCOPE" || { rm_cgroup_tree "$CG/$SLICE"; skip_all "cannot create a cgroup under $CG"; }
-started=$(date +%s%N)
-# --keep-unit: no machined, stay in our cgroup. --read-only --volatile=state:
-# the cached tree is never written (/var is a tmpfs, /etc the scratch copy).
-timeout -k 10 "$BOOT_TIMEOUT" sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/$SLICE/$SCOPE" \
-    "$NSPAWN" -q -D "$ROOTFS" --machine="$MACHINE" --boot --register=no --keep-unit --console=pipe \
-    --read-only --volatile=state --private-network --capability=CAP_IPC_LOCK \
+# /etc is the scratch copy.
+nspawn_boot --private-network --capability=CAP_IPC_LOCK \
     --bind="$E:/etc" \
     --bind-ro="$UL:/usr/local" \
     --bind-ro="$E2E:/run/coffer-e2e" \
     --bind-ro="$T/in:/run/coffer-in" \
     --bind="$T/out:/run/coffer-out" \
-    --bind="$T/journal:/var/log/journal" \
-    >"$T/nspawn.log" 2>&1 </dev/null &
-NSPAWN_PID=$!
-wait "$NSPAWN_PID"
-nspawn_rc=$?
-NSPAWN_PID=
-note "the container ran for $(awk -v a="$started" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }') s (nspawn exit $nspawn_rc)"
+    --bind="$T/journal:/var/log/journal"
+note "the container ran for $nspawn_secs s (nspawn exit $nspawn_rc)"
 
 O=$T/out
 # The container's persistent journal, read here after it stopped: complete

@@ -103,24 +103,13 @@ cp "$E2E/forger.pl" "$T/e2e/"
 
 # ---- boot ----
 mark=$(log_mark)
-started=$(date +%s)
-# --keep-unit: no machined, stay in our cgroup (nspawn makes payload/ and
-# supervisor/ under it). --read-only --volatile=state: the cached tree is
-# never written (/var is a tmpfs), so runs may share it.
-timeout -k 10 "$BOOT_TIMEOUT" sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/$SLICE/$SCOPE" \
-    "$NSPAWN" -q -D "$ROOTFS" --machine="$MACHINE" --boot --register=no --keep-unit --console=pipe \
-    --read-only --volatile=state \
+nspawn_boot \
     --bind-ro="$T/units:/run/systemd/system" \
     --bind-ro="$T/e2e:/run/coffer-e2e" \
     --bind="$T/host:/run/coffer-host" \
     --bind="$T/out:/run/coffer-out" \
-    --bind="$T/journal:/var/log/journal" \
-    >"$T/nspawn.log" 2>&1 </dev/null &
-NSPAWN_PID=$!
-wait "$NSPAWN_PID"
-nspawn_rc=$?
-NSPAWN_PID=
-note "the container ran for $(($(date +%s) - started)) s (nspawn exit $nspawn_rc)"
+    --bind="$T/journal:/var/log/journal"
+note "the container ran for $nspawn_secs s (nspawn exit $nspawn_rc)"
 
 container_journal() { journalctl -D "$T/journal" --no-pager -o cat "$@" 2>/dev/null; }
 diagnose() {   # on failure: what the container and cofferd said (never a value)
