@@ -156,7 +156,10 @@ s.connect(path)
 if os.fork():
     open(out + ".pid", "w").write("%d\n" % os.getpid())
     os._exit(0)   # the process SO_PEERCRED names is gone
+end = time.time() + 60
 while not os.path.exists(go):
+    if time.time() > end:
+        os._exit(1)   # never outlive the test
     time.sleep(0.02)
 s.sendall(struct.pack(">IHHII", 0x434f4652, 1, 32, 7, 0))   # WHOAMI
 s.settimeout(10)
@@ -177,8 +180,9 @@ reuse_skip() {
 if [ -w /proc/sys/kernel/ns_last_pid ]; then
     kill -STOP "$DAEMON_PID"
     mkdir -m 0777 "$T/reuse"
+    # Its stdio is not the test's: a stray child must not hold TAP's pipe.
     setpriv --reuid=nobody --regid=nogroup --clear-groups "$PY" "$T/reuse.py" "$COFFER_SOCKET" "$T/reuse/out" \
-        "$T/reuse/go" &
+        "$T/reuse/go" </dev/null >/dev/null 2>&1 &
     wait $!   # reaped: its PID is free
     P=$(cat "$T/reuse/out.pid" 2>/dev/null)
     SP=
@@ -188,7 +192,9 @@ if [ -w /proc/sys/kernel/ns_last_pid ]; then
         sleep 60 &
         SP=$!
         [ "$SP" = "$P" ] && break
-        kill "$SP"; wait "$SP" 2>/dev/null; SP=
+        # SIGKILL: just forked, it may still be a copy of this shell, whose
+        # TERM trap would run the test's cleanup.
+        kill -KILL "$SP"; wait "$SP" 2>/dev/null; SP=
     done
     kill -CONT "$DAEMON_PID"
     "$COFFER" status >/dev/null   # served after the pending connection was accepted
@@ -197,7 +203,7 @@ if [ -w /proc/sys/kernel/ns_last_pid ]; then
         wait_until 10 test -e "$T/reuse/out"
         ok "a reused PID held by another user's process is not taken for the caller" \
             grep -q "could not be identified" "$T/reuse/out"
-        kill "$SP"; wait "$SP" 2>/dev/null
+        kill -KILL "$SP"; wait "$SP" 2>/dev/null
     else
         reuse_skip "could not give PID ${P:-?} to another process"
     fi
