@@ -2,6 +2,7 @@
 /* coffer lease / token / key */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -186,8 +187,8 @@ static int token_issue(struct cli *cli, int argc, char **argv) {
         return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
-/* A token or grant from the argument, or from stdin for "-" (keeps it out of
- * ps). Both are bearer credentials: wipe with free_arg. */
+/* A token from the argument, or from stdin for "-" (keeps it out of
+ * ps). A bearer credential: wipe with free_arg. */
 static char *token_arg(const char *arg) {
         if (strcmp(arg, "-") != 0)
                 return strdup(arg);
@@ -362,8 +363,8 @@ int cmd_key(struct cli *cli, int argc, char **argv) {
 
 #define GRANT_USAGE                                                                                               \
         "grant create --secret NAME [--uses N] [--ttl DURATION] [--for-user USER | --for-unit GLOB]\n"           \
-        "       coffer grant redeem GRANT|-\n"                                                                   \
-        "       coffer grant revoke GRANT|ID|-"
+        "       coffer grant redeem --grant-file PATH | --grant-fd N | -|GRANT\n"                               \
+        "       coffer grant revoke ID | --grant-file PATH | --grant-fd N | -|GRANT"
 
 static int grant_create(struct cli *cli, int argc, char **argv) {
         static const struct option opts[] = {
@@ -423,24 +424,47 @@ static int grant_create(struct cli *cli, int argc, char **argv) {
         return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
-static int grant_redeem_or_revoke(struct cli *cli, int argc, char **argv, bool redeem) {
-        if (argc != 2)
-                return cli_usage(GRANT_USAGE);
-        char *g = token_arg(argv[1]);
-        if (!g) {
-                fprintf(stderr, "coffer: cannot read the grant from stdin\n");
-                return EXIT_FAIL;
+/* The grant, or for revoke its lease id, from one of the places
+ * cli_grant_get knows; the command line only when nothing else is given. */
+static int grant_source(int argc, char **argv, char g[COFFER_GRANT_MAX]) {
+        static const struct option opts[] = { { "grant-file", required_argument, NULL, 'G' },
+                                              { "grant-fd", required_argument, NULL, 'D' }, {} };
+        const char *file = NULL;
+        uint64_t fd = UINT64_MAX;
+        int o;
+        while ((o = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
+                if (o == 'G')
+                        file = optarg;
+                else if (o != 'D')
+                        return cli_usage(GRANT_USAGE);
+                else if (!cli_u64("--grant-fd", optarg, 0, INT_MAX, &fd))
+                        return EXIT_USAGE;
         }
+
+        bool from_arg = !file && fd == UINT64_MAX;
+        if (optind != argc - (int) from_arg || (file && fd != UINT64_MAX))
+                return cli_usage(GRANT_USAGE);
+        if (!cli_grant_get(g, from_arg ? argv[optind] : NULL, file, fd == UINT64_MAX ? -1 : (int) fd))
+                return EXIT_USAGE;
+        return 0;
+}
+
+static int grant_redeem_or_revoke(struct cli *cli, int argc, char **argv, bool redeem) {
+        char g[COFFER_GRANT_MAX];
+        int rc = grant_source(argc, argv, g);
+        if (rc)
+                return rc;
+
         coffer *c;
         coffer_secret *v = NULL;
-        int rc = cli_connect(cli, &c);
+        rc = cli_connect(cli, &c);
         if (rc) {
-                free_arg(g);
+                explicit_bzero(g, sizeof(g));
                 return rc;
         }
         rc = redeem ? coffer_grant_redeem(c, &v, NULL, g) : coffer_grant_revoke(c, g);
         coffer_disconnect(c);
-        free_arg(g);
+        explicit_bzero(g, sizeof(g));
         if (rc < 0)
                 return cli_fail(rc, redeem ? "grant redeem" : "grant revoke");
         if (v) {

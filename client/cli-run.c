@@ -4,10 +4,12 @@
  * directory (or, when asked, as environment variables), optionally masking
  * them in its output, and remove them when the job ends.
  *
- * Order of work: check the command line; create the directory (tmpfs or
- * ramfs only) and a watcher process; ask the daemon for everything (a grant
- * last: it cannot be given back); disconnect; write the files; wipe every
- * value but the mask's own copy; start the job; supervise it.
+ * Order of work: check the command line (a grant on it is copied and wiped
+ * there); redeem the grant, before anything else: a grant string on a command
+ * line was readable by every user from our exec until the wipe, and whoever
+ * redeems it first has it; create the directory (tmpfs or ramfs only) and a
+ * watcher process; ask the daemon for the rest; disconnect; write the files;
+ * wipe every value but the mask's own copy; start the job; supervise it.
  *
  * The directory goes away when the job exits or is killed, when coffer run
  * is told to stop (SIGTERM, SIGINT, SIGHUP, SIGQUIT: forwarded to the job,
@@ -56,8 +58,8 @@
 #include "util.h"
 
 #define RUN_USAGE                                                                                                 \
-        "run [--file NAME=SECRET]... [--env NAME=SECRET]... [--token NAME=AUDIENCE]... [--grant GRANT|-] [--mask] " \
-        "-- CMD [ARG]..."
+        "run [--file NAME=SECRET]... [--env NAME=SECRET]... [--token NAME=AUDIENCE]... "                    \
+        "[--grant-file PATH | --grant-fd N | --grant -|GRANT] [--mask] -- CMD [ARG]..."
 #define SECRETS_DIR_ENV "COFFER_SECRETS_DIR"
 #define RUN_DIR_PREFIX "coffer-run."  /* then mkdtemp's six characters */
 #define RUN_DIR_TRIES 3      /* attempts at a directory that a concurrent sweep took */
@@ -86,6 +88,13 @@ struct run {
         pid_t watcher;
         int watcher_fd;
 };
+
+static void items_free(struct run *r) {
+        for (size_t i = 0; i < r->nitems; i++) {
+                coffer_secret_free(r->items[i].value);
+                r->items[i].value = NULL;
+        }
+}
 
 /* ---- the command line ---- */
 
@@ -151,55 +160,53 @@ static bool parse_spec(struct run *r, enum item_kind kind, const char *opt, cons
         return true;
 }
 
-/* "--grant -": one line from stdin, read a byte at a time so that the rest
- * of stdin is left to the job. */
-static bool read_grant_line(char buf[COFFER_GRANT_MAX]) {
-        size_t n = 0;
-        char ch;
-        for (;;) {
-                ssize_t k = read(STDIN_FILENO, &ch, 1);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0 || ch == '\n')
-                        break;
-                if (n == COFFER_GRANT_MAX - 1)
-                        return false;
-                buf[n++] = ch;
+/* --grant GRANT|-, --grant-file PATH, --grant-fd N (arg, file, fd: one of
+ * them). A grant on the command line is copied and wiped from argv here,
+ * before any other work; the others never were on it. */
+static bool parse_grant(struct run *r, char *arg, const char *file, int fd) {
+        char g[COFFER_GRANT_MAX];
+
+        if (r->grant.p) {
+                if (arg)
+                        explicit_bzero(arg, strlen(arg));
+                fprintf(stderr, "coffer: give one grant: --grant, --grant-file or --grant-fd, once\n");
+                return false;
         }
-        while (n && (buf[n - 1] == '\r' || buf[n - 1] == ' '))
-                n--;
-        buf[n] = 0;
-        return true;
+        bool ok = cli_grant_get(g, arg, file, fd);
+        if (fd > STDERR_FILENO)
+                close(fd); /* the job gets none of ours anyway */
+        if (!ok)
+                return false;
+
+        size_t n = strlen(g);
+        r->grant.p = malloc(n + 1);
+        if (r->grant.p) {
+                memcpy(r->grant.p, g, n + 1);
+                r->grant.len = n + 1;
+        }
+        explicit_bzero(g, sizeof(g));
+        if (!r->grant.p)
+                fprintf(stderr, "coffer: out of memory\n");
+        return r->grant.p != NULL;
 }
 
-/* The grant string is copied and wiped from argv, so it leaves
- * /proc/PID/cmdline at once (or read from stdin with "-", never there). */
-static bool parse_grant(struct run *r, char *arg) {
-        char line[COFFER_GRANT_MAX];
-        const char *g = arg;
-        if (r->grant.p) {
-                fprintf(stderr, "coffer: --grant can be given once\n");
+static bool parse_grant_fd(struct run *r, const char *arg) {
+        uint64_t fd;
+        if (!cli_u64("--grant-fd", arg, 0, INT_MAX, &fd))
+                return false;
+        if (fcntl((int) fd, F_GETFD) < 0) {
+                fprintf(stderr, "coffer: --grant-fd %d: no such open descriptor; open it for coffer, e.g. "
+                                "--grant-fd 3 3<FILE\n", (int) fd);
                 return false;
         }
-        if (strcmp(arg, "-") == 0)
-                g = read_grant_line(line) ? line : "";
-        size_t n = strlen(g);
-        if (n == 0 || n >= COFFER_GRANT_MAX || !(r->grant.p = malloc(n + 1))) {
-                fprintf(stderr, "coffer: --grant needs a grant string (cgr1_...), or - to read one line from stdin\n");
-                explicit_bzero(line, sizeof(line));
-                return false;
-        }
-        memcpy(r->grant.p, g, n + 1);
-        r->grant.len = n + 1;
-        explicit_bzero(line, sizeof(line));
-        explicit_bzero(arg, strlen(arg));
-        return true;
+        return parse_grant(r, NULL, NULL, (int) fd);
 }
 
 static int parse_args(struct run *r, int argc, char **argv) {
         static const struct option opts[] = {
                 { "file", required_argument, NULL, 'f' },  { "env", required_argument, NULL, 'e' },
                 { "token", required_argument, NULL, 't' }, { "grant", required_argument, NULL, 'g' },
+                { "grant-file", required_argument, NULL, 'G' }, { "grant-fd", required_argument, NULL, 'D' },
                 { "mask", no_argument, NULL, 'm' },        {},
         };
         int o;
@@ -211,7 +218,9 @@ static int parse_args(struct run *r, int argc, char **argv) {
                 case 'f': ok = parse_spec(r, ITEM_FILE, "--file", optarg); break;
                 case 'e': ok = parse_spec(r, ITEM_ENV, "--env", optarg); break;
                 case 't': ok = parse_spec(r, ITEM_TOKEN, "--token", optarg); break;
-                case 'g': ok = parse_grant(r, optarg); break;
+                case 'g': ok = parse_grant(r, optarg, NULL, -1); break;
+                case 'G': ok = parse_grant(r, NULL, optarg, -1); break;
+                case 'D': ok = parse_grant_fd(r, optarg); break;
                 case 'm': r->mask = true; break;
                 default: return cli_usage(RUN_USAGE);
                 }
@@ -221,7 +230,7 @@ static int parse_args(struct run *r, int argc, char **argv) {
         if (optind >= argc)
                 return cli_usage(RUN_USAGE);
         r->cmd = argv + optind;
-        if (r->grant.p && !item_new(r, ITEM_GRANT)) /* last: redeemed after everything else worked */
+        if (r->grant.p && !item_new(r, ITEM_GRANT))
                 return EXIT_FAIL;
         return 0;
 }
@@ -366,20 +375,23 @@ static int dir_make(struct run *r, const char *base) {
         return gone ? -ESTALE : rc;
 }
 
-static int dir_create(struct run *r) {
-        const char *xdg = getenv("XDG_RUNTIME_DIR"), *base = NULL;
+/* Where the directory will be: known before the grant is redeemed, so that
+ * a host without one refuses with the grant still unused. */
+static const char *dir_base(void) {
+        const char *xdg = getenv("XDG_RUNTIME_DIR");
         if (in_memory_dir(xdg))
-                base = xdg;
-        else if (in_memory_dir("/dev/shm"))
-                base = "/dev/shm";
-        else {
-                fprintf(stderr,
-                        "coffer: no in-memory file system for the secret files: $XDG_RUNTIME_DIR is %s, and /dev/shm "
-                        "is not a tmpfs; coffer run does not write secrets to disk. Log in through pam_systemd (it "
-                        "sets XDG_RUNTIME_DIR) or mount a tmpfs on /dev/shm.\n",
-                        xdg && *xdg ? "not a tmpfs or ramfs directory of yours" : "not set");
-                return EXIT_FAIL;
-        }
+                return xdg;
+        if (in_memory_dir("/dev/shm"))
+                return "/dev/shm";
+        fprintf(stderr,
+                "coffer: no in-memory file system for the secret files: $XDG_RUNTIME_DIR is %s, and /dev/shm "
+                "is not a tmpfs; coffer run does not write secrets to disk. Log in through pam_systemd (it "
+                "sets XDG_RUNTIME_DIR) or mount a tmpfs on /dev/shm.\n",
+                xdg && *xdg ? "not a tmpfs or ramfs directory of yours" : "not set");
+        return NULL;
+}
+
+static int dir_create(struct run *r, const char *base) {
         dir_sweep(base);
         int rc = -ESTALE;
         for (int tries = 0; tries < RUN_DIR_TRIES && rc == -ESTALE; tries++)
@@ -440,7 +452,8 @@ static void sanitize_stdio(void) {
 static _Noreturn void watcher_main(struct run *r, int rfd) {
         static const int ignore[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGTSTP };
         char b;
-        secbuf_wipe(&r->grant); /* our copy of it */
+        secbuf_wipe(&r->grant); /* our copies of it, and of its value */
+        items_free(r);
         setsid();
         for (size_t i = 0; i < ELEMENTSOF(ignore); i++)
                 signal(ignore[i], SIG_IGN);
@@ -490,13 +503,11 @@ static void watcher_stop(struct run *r) {
 
 /* ---- asking the daemon ---- */
 
-static int fetch_one(coffer *c, struct item *it, const struct run *r, char grant_name[COFFER_NAME_MAX + 1]) {
+static int fetch_one(coffer *c, struct item *it) {
         uint64_t expires;
-        switch (it->kind) {
-        case ITEM_TOKEN: return coffer_token_issue(c, &it->value, it->ref, 0, &expires);
-        case ITEM_GRANT: return coffer_grant_redeem(c, &it->value, grant_name, (const char *) r->grant.p);
-        default: return coffer_get(c, &it->value, it->ref, 0);
-        }
+        if (it->kind == ITEM_TOKEN)
+                return coffer_token_issue(c, &it->value, it->ref, 0, &expires);
+        return coffer_get(c, &it->value, it->ref, 0);
 }
 
 /* The file a grant's value goes to: the last segment of the secret's name. */
@@ -519,34 +530,44 @@ static int grant_file(struct run *r, struct item *it, const char *secret) {
         return 0;
 }
 
-static int fetch(struct cli *cli, struct run *r) {
-        char grant_name[COFFER_NAME_MAX + 1] = "", what[COFFER_NAME_MAX + 32];
-        coffer *c;
-        if (r->nitems == 0)
+static struct item *grant_item(struct run *r) {
+        for (size_t i = 0; i < r->nitems; i++)
+                if (r->items[i].kind == ITEM_GRANT)
+                        return &r->items[i];
+        return NULL;
+}
+
+/* The grant before anything else (see the top of this file): one that
+ * fails to redeem fails the run with nothing else fetched. */
+static int redeem_grant(coffer *c, struct run *r) {
+        char name[COFFER_NAME_MAX + 1] = "";
+        struct item *it = grant_item(r);
+        if (!it)
                 return 0;
-        int rc = cli_connect(cli, &c);
-        if (rc)
-                return rc;
-        /* Reads first; then what cannot be taken back: tokens (leases), the grant (used up). */
-        static const enum item_kind order[] = { ITEM_FILE, ITEM_TOKEN, ITEM_GRANT };
+
+        int e = coffer_grant_redeem(c, &it->value, name, (const char *) r->grant.p);
+        secbuf_wipe(&r->grant);
+        if (e < 0)
+                return cli_fail(e, "grant redeem");
+        return grant_file(r, it, name);
+}
+
+static int fetch(coffer *c, struct run *r) {
+        char what[COFFER_NAME_MAX + 32];
+        int rc = 0;
+        /* Reads first; then what cannot be taken back: tokens (leases). */
+        static const enum item_kind order[] = { ITEM_FILE, ITEM_TOKEN };
         for (size_t i = 0; i < ELEMENTSOF(order) * r->nitems && rc == 0; i++) {
                 struct item *it = &r->items[i % r->nitems];
                 enum item_kind k = it->kind == ITEM_ENV ? ITEM_FILE : it->kind;
                 if (k != order[i / r->nitems])
                         continue;
-                int e = fetch_one(c, it, r, grant_name);
+                int e = fetch_one(c, it);
                 if (e < 0) {
-                        if (it->kind == ITEM_GRANT)
-                                snprintf(what, sizeof(what), "grant redeem");
-                        else
-                                snprintf(what, sizeof(what), "%s %s", it->kind == ITEM_TOKEN ? "token issue" : "get",
-                                         it->ref);
+                        snprintf(what, sizeof(what), "%s %s", it->kind == ITEM_TOKEN ? "token issue" : "get", it->ref);
                         rc = cli_fail(e, what);
-                } else if (it->kind == ITEM_GRANT)
-                        rc = grant_file(r, it, grant_name);
+                }
         }
-        coffer_disconnect(c);
-        secbuf_wipe(&r->grant);
         return rc;
 }
 
@@ -666,13 +687,6 @@ static int mask_build(const struct run *r, struct mask **out) {
                 fprintf(stderr, "coffer: --mask cannot hide values shorter than %u bytes (%s): they may appear in the "
                                 "output\n", MASK_MIN_LEN, shorts);
         return 0;
-}
-
-static void items_free(struct run *r) {
-        for (size_t i = 0; i < r->nitems; i++) {
-                coffer_secret_free(r->items[i].value);
-                r->items[i].value = NULL;
-        }
 }
 
 /* ---- the job's output ---- */
@@ -1079,21 +1093,42 @@ static int run_job(struct run *r, struct mask *m, struct env *e, int *status) {
         return rc;
 }
 
-static int prepare(struct cli *cli, struct run *r, struct mask **m, struct env *e) {
+/* Connect, redeem the grant, make the directory and its watcher, fetch the rest. */
+static int deliver(struct cli *cli, struct run *r) {
+        const char *base = NULL;
+        coffer *c = NULL;
         int rc = 0;
-        if (needs_dir(r) && ((rc = dir_create(r)) != 0))
-                return rc;
-        if (r->dir[0] && (rc = watcher_start(r)) < 0) {
-                fprintf(stderr, "coffer: cannot start the process that removes %s: %s\n", r->dir, strerror(-rc));
+
+        if (needs_dir(r) && !(base = dir_base()))
                 return EXIT_FAIL;
+        if (r->nitems && (rc = cli_connect(cli, &c)) != 0)
+                return rc;
+        rc = redeem_grant(c, r);
+        if (rc == 0 && base)
+                rc = dir_create(r, base);
+        if (rc == 0 && r->dir[0] && (rc = watcher_start(r)) < 0) {
+                fprintf(stderr, "coffer: cannot start the process that removes %s: %s\n", r->dir, strerror(-rc));
+                rc = EXIT_FAIL;
         }
-        if ((rc = fetch(cli, r)) != 0)
-                return rc;
-        if (r->dir[0] && (rc = write_files(r)) != 0)
-                return rc;
-        if (r->mask && (rc = mask_build(r, m)) != 0)
-                return rc;
-        return env_build(r, e);
+        if (rc == 0)
+                rc = fetch(c, r);
+        coffer_disconnect(c);
+        return rc;
+}
+
+static int prepare(struct cli *cli, struct run *r, struct mask **m, struct env *e) {
+        int rc = deliver(cli, r);
+        if (rc == 0 && r->dir[0])
+                rc = write_files(r);
+        if (rc == 0 && r->mask)
+                rc = mask_build(r, m);
+        if (rc == 0)
+                rc = env_build(r, e);
+
+        const struct item *g = grant_item(r);
+        if (rc != 0 && g && g->name)
+                fprintf(stderr, "coffer: the grant was redeemed first and is used up; ask its creator for a new one\n");
+        return rc;
 }
 
 int cmd_run(struct cli *cli, int argc, char **argv) {

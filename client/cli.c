@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "util.h"
@@ -38,8 +41,8 @@ static const struct subcommand commands[] = {
           "       coffer token jwks | rotate" },
         { "key", cmd_key, "key derive NAME [--bytes N] [--raw]" },
         { "run", cmd_run,
-          "run [--file NAME=SECRET]... [--env NAME=SECRET]... [--token NAME=AUDIENCE]... [--grant GRANT|-] [--mask] "
-          "-- CMD [ARG]..." },
+          "run [--file NAME=SECRET]... [--env NAME=SECRET]... [--token NAME=AUDIENCE]... "
+          "[--grant-file PATH | --grant-fd N | --grant -|GRANT] [--mask] -- CMD [ARG]..." },
         { "grant", cmd_grant,
           "grant create --secret NAME [--uses N] [--ttl DURATION] [--for-user USER | --for-unit GLOB]\n"
           "       coffer grant redeem GRANT|-\n"
@@ -113,6 +116,96 @@ void json_string(FILE *f, const char *s, size_t n) {
                         fputc(c, f);
         }
         fputc('"', f);
+}
+
+/* One line from fd, read a byte at a time so that what follows is left to
+ * the next reader (a job's standard input); trailing CR and spaces dropped. */
+static int grant_line(int fd, char buf[COFFER_GRANT_MAX]) {
+        size_t n = 0;
+        char ch;
+
+        for (;;) {
+                ssize_t k = read(fd, &ch, 1);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0 || ch == '\n')
+                        break;
+                if (n == COFFER_GRANT_MAX - 1)
+                        return -EMSGSIZE;
+                buf[n++] = ch;
+        }
+        while (n && (buf[n - 1] == '\r' || buf[n - 1] == ' '))
+                n--;
+        buf[n] = 0;
+        return n ? 0 : -ENODATA;
+}
+
+/* A grant file readable by every user is as public as a command line. */
+static int grant_file(const char *path, char buf[COFFER_GRANT_MAX]) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+                return -EINVAL;
+        if (st.st_mode & S_IROTH) {
+                fprintf(stderr, "coffer: %s is readable by every user (mode %04o), who could redeem the grant "
+                                "before you; make it private (chmod o-r) and ask for a new grant if others may have "
+                                "read it\n", path, (unsigned) (st.st_mode & 07777));
+                return -EPERM;
+        }
+        return grant_line(fd, buf);
+}
+
+static int grant_arg(char *arg, char buf[COFFER_GRANT_MAX]) {
+        size_t n = strlen(arg);
+        int rc = n == 0 ? -ENODATA : n >= COFFER_GRANT_MAX ? -EMSGSIZE : 0;
+
+        if (rc == 0)
+                memcpy(buf, arg, n + 1);
+        if (strncmp(arg, "cgr1_", 5) == 0)
+                fprintf(stderr, "coffer: warning: a grant on the command line can be read by every user of this "
+                                "host (ps, /proc/PID/cmdline) until coffer wipes it; pass it with --grant-file "
+                                "PATH, --grant-fd N or - (standard input) instead\n");
+        explicit_bzero(arg, n);
+        return rc;
+}
+
+bool cli_grant_get(char out[COFFER_GRANT_MAX], char *arg, const char *file, int fd) {
+        char fdname[32];
+        const char *from = file;
+        int rc;
+
+        snprintf(fdname, sizeof(fdname), "descriptor %d", fd);
+        if (file) {
+                rc = grant_file(file, out);
+        } else if (fd >= 0) {
+                from = fdname;
+                rc = grant_line(fd, out);
+        } else if (strcmp(arg, "-") == 0) {
+                from = "standard input";
+                rc = grant_line(STDIN_FILENO, out);
+        } else {
+                from = "the command line";
+                rc = grant_arg(arg, out);
+        }
+        if (rc == 0)
+                return true;
+
+        explicit_bzero(out, COFFER_GRANT_MAX);
+        if (rc == -ENODATA)
+                fprintf(stderr, "coffer: no grant in %s: give the grant string (cgr1_...) on its first line\n", from);
+        else if (rc == -EMSGSIZE)
+                fprintf(stderr, "coffer: what %s holds is longer than a grant string (cgr1_..., under %u bytes)\n",
+                        from, COFFER_GRANT_MAX);
+        else if (rc == -EINVAL)
+                fprintf(stderr, "coffer: %s is not a file or a pipe; give the file that holds the grant\n", from);
+        else if (rc != -EPERM)
+                fprintf(stderr, "coffer: cannot read the grant from %s: %s\n", from, strerror(-rc));
+        return false;
 }
 
 int main(int argc, char **argv) {

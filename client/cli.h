@@ -41,6 +41,11 @@ int cli_usage(const char *usage);
 /* Parse a u64 option value, or print which one is wrong. */
 bool cli_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out);
 void json_string(FILE *f, const char *s, size_t n);
+/* The grant string for a command, from the first of: file (a path), fd (a
+ * descriptor, -1 = none), arg "-" (standard input: one line, the rest is left
+ * unread), arg itself. An arg is wiped from argv at once, and a grant there
+ * draws a warning: every user can read a command line. Prints why not. */
+bool cli_grant_get(char out[COFFER_GRANT_MAX], char *arg, const char *file, int fd);
 
 int cmd_put(struct cli *cli, int argc, char **argv);
 int cmd_get(struct cli *cli, int argc, char **argv);
