@@ -705,7 +705,8 @@ struct stream {
 struct sup {
         pid_t job;
         int sfd;
-        bool own_session;     /* the job leads a session on our pty */
+        bool own_session;     /* the job leads a session: on our pty, or without a terminal */
+        bool no_tty;          /* ... without one (pipes): our terminal's signals go to its group */
         bool exited;
         int status;
         uint64_t exited_at, last_io;
@@ -832,10 +833,14 @@ static int pipe_stream(struct sup *s, int dst, int *child_end) {
 }
 
 /* With --mask: a pty when our stdout is a terminal (stdin too, if it is a
- * terminal and we are in its foreground), pipes otherwise. */
+ * terminal and we are in its foreground), pipes otherwise. With pipes the
+ * job gets a session of its own and no controlling terminal, so what it
+ * writes to /dev/tty cannot pass by the mask: the open fails (ENXIO). */
 static int io_setup(struct sup *s, struct child_io *io) {
         *io = (struct child_io){ -1, -1, -1, -1 };
         if (!isatty(STDOUT_FILENO)) {
+                s->own_session = true;
+                s->no_tty = true;
                 int rc = pipe_stream(s, STDOUT_FILENO, &io->out);
                 return rc < 0 ? rc : pipe_stream(s, STDERR_FILENO, &io->err);
         }
@@ -864,8 +869,10 @@ static int io_setup(struct sup *s, struct child_io *io) {
 }
 
 static _Noreturn void child_exec(const struct run *r, const struct child_io *io, char **envp, const sigset_t *oldmask,
-                                 struct mask *m) {
+                                 struct mask *m, bool no_tty) {
         if (io->slave >= 0 && (setsid() < 0 || ioctl(io->slave, TIOCSCTTY, 0) < 0))
+                _exit(126);
+        if (no_tty && setsid() < 0)
                 _exit(126);
         if ((io->in >= 0 && dup2(io->in, STDIN_FILENO) < 0) || (io->out >= 0 && dup2(io->out, STDOUT_FILENO) < 0) ||
             (io->err >= 0 && dup2(io->err, STDERR_FILENO) < 0))
@@ -901,7 +908,8 @@ static void on_signal(struct sup *s, struct run *r, const struct signalfd_siginf
          * process group; one the job sent to its group is not sent back. */
         if (s->exited || (si->ssi_code == SI_KERNEL && !s->own_session) || (pid_t) si->ssi_pid == s->job)
                 return;
-        kill(s->job, sig);
+        /* Without a terminal of its own, the job's group gets what ours sent (^C), as a terminal would. */
+        kill(si->ssi_code == SI_KERNEL && s->no_tty ? -s->job : s->job, sig);
 }
 
 static bool streams_open(const struct sup *s) {
@@ -1067,7 +1075,7 @@ static int run_job(struct run *r, struct mask *m, struct env *e, int *status) {
                 fprintf(stderr, "coffer: cannot start the job: %s\n", strerror(-rc));
         }
         if (rc == 0 && s.job == 0)
-                child_exec(r, &io, e->envp, &oldmask, m);
+                child_exec(r, &io, e->envp, &oldmask, m, s.no_tty);
         close_child_ends(&io);
         env_free(e); /* the job has its copy */
         if (rc == 0) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Masking engine: patterns from values, and streaming leftmost-longest
  * replacement. See mask.h for what is masked and when held bytes appear. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,13 +10,14 @@
 #include "mask.h"
 #include "util.h"
 
-/* Candidate patterns of one value: 2 raw forms x (4 base64 + 6 cores + 4
- * percent + 4 JSON) + the CRLF form, with room to spare. */
+/* Candidate patterns of one value: 2 raw forms x (1 + 4 base64 + 6 cores +
+ * 2 hex + 4 percent + 4 JSON) + the CRLF form, with room to spare. */
 #define MAX_CANDS 64u
 
 struct pattern {
         const uint8_t *p;
         size_t n;
+        bool wrap;            /* may be broken across lines (base64, hex) */
 };
 
 struct mask {
@@ -41,7 +43,9 @@ struct mask_stream {
 
 struct cands {
         struct secbuf v[MAX_CANDS];
+        bool wrap[MAX_CANDS];
         size_t n;
+        bool wrapping;        /* the encoder adding now is one that tools wrap */
 };
 
 static void cands_wipe(struct cands *c) {
@@ -55,12 +59,15 @@ static int cand_take(struct cands *c, uint8_t *p, size_t n) {
         struct secbuf b = { p, n };
         bool keep = n >= MASK_MIN_LEN && c->n < MAX_CANDS;
         for (size_t i = 0; keep && i < c->n; i++)
-                if (c->v[i].len == n && memcmp(c->v[i].p, p, n) == 0)
+                if (c->v[i].len == n && memcmp(c->v[i].p, p, n) == 0) {
+                        c->wrap[i] = c->wrap[i] || c->wrapping;
                         keep = false;
+                }
         if (!keep) {
                 secbuf_wipe(&b);
                 return 0;
         }
+        c->wrap[c->n] = c->wrapping;
         c->v[c->n++] = b;
         return 0;
 }
@@ -157,6 +164,31 @@ static int add_base64_all(struct cands *c, const uint8_t *v, size_t n) {
                 if (rc == 0)
                         rc = add_base64_core(c, v, n, shift, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
         }
+        return rc;
+}
+
+/* Lower and upper case hex (xxd -p, od, hexdump -e). */
+static int add_hex(struct cands *c, const uint8_t *v, size_t n, bool upper) {
+        size_t cap = 2 * n + 1;
+        char *e = malloc(cap);
+        if (!e)
+                return -ENOMEM;
+        sodium_bin2hex(e, cap, v, n);
+        for (size_t i = 0; upper && i < 2 * n; i++)
+                e[i] = (char) toupper((unsigned char) e[i]);
+        return cand_take(c, (uint8_t *) e, 2 * n);
+}
+
+/* The encodings that tools wrap at a fixed width (base64 at 76 columns,
+ * openssl at 64, xxd -p at 60): matched across line breaks. */
+static int add_wrapped(struct cands *c, const uint8_t *v, size_t n) {
+        c->wrapping = true;
+        int rc = add_base64_all(c, v, n);
+        if (rc == 0)
+                rc = add_hex(c, v, n, false);
+        if (rc == 0)
+                rc = add_hex(c, v, n, true);
+        c->wrapping = false;
         return rc;
 }
 
@@ -266,7 +298,7 @@ static int add_encodings(struct cands *c, const uint8_t *v, size_t n) {
         static const unsigned json_flags[] = { 0, JSON_ASCII, JSON_ASCII | JSON_SLASH, JSON_HTML };
         int rc = cand_copy(c, v, n);
         if (rc == 0)
-                rc = add_base64_all(c, v, n);
+                rc = add_wrapped(c, v, n);
         for (enum pct m = PCT_UPPER; rc == 0 && m <= PCT_FORM; m++)
                 if (m != PCT_FORM || memchr(v, ' ', n))
                         rc = add_percent(c, v, n, m);
@@ -339,7 +371,7 @@ static int commit(struct mask *m, struct cands *c) {
         m->blocks[m->nblocks++] = block;
         for (size_t i = 0, off = 0; i < c->n; off += c->v[i].len, i++) {
                 memcpy(block + off, c->v[i].p, c->v[i].len);
-                m->pats[m->npats++] = (struct pattern){ block + off, c->v[i].len };
+                m->pats[m->npats++] = (struct pattern){ block + off, c->v[i].len, c->wrap[i] };
                 if (c->v[i].len > m->longest)
                         m->longest = c->v[i].len;
         }
@@ -392,21 +424,80 @@ size_t mask_longest(const struct mask *m) { return m->longest; }
 
 enum decision { PLAIN, MATCH, WAIT };
 
+static bool is_eol(uint8_t b) {
+        return b == '\r' || b == '\n';
+}
+
+/* A line break at p: "\n", "\r\n", or "\r\r\n" (a pty's ONLCR on "\r\n").
+ * Its length, or 0; *more when p ends inside one. */
+static size_t line_break(const uint8_t *p, size_t avail, bool *more) {
+        size_t k = 0;
+        while (k < 2 && k < avail && p[k] == '\r')
+                k++;
+        if (k == avail) {
+                *more = true;
+                return 0;
+        }
+        return p[k] == '\n' ? k + 1 : 0;
+}
+
+/* How many bytes at p the pattern spans, 0 = no match; *more when p ends
+ * inside what may still be one. A wrapped pattern may have one line break
+ * between any two of its characters. */
+static size_t match_at(const struct pattern *pat, const uint8_t *p, size_t avail, bool *more) {
+        if (!pat->wrap) {
+                if (pat->n > avail) {
+                        *more = memcmp(pat->p, p, avail) == 0;
+                        return 0;
+                }
+                return memcmp(pat->p, p, pat->n) == 0 ? pat->n : 0;
+        }
+
+        size_t i = 0, j = 0;
+        bool broke = false;
+        while (i < pat->n) {
+                if (j == avail) {
+                        *more = true;
+                        return 0;
+                }
+                if (p[j] == pat->p[i]) {
+                        i++;
+                        j++;
+                        broke = false;
+                        continue;
+                }
+                size_t k = i > 0 && !broke ? line_break(p + j, avail - j, more) : 0;
+                if (k == 0)
+                        return 0;
+                j += k;
+                broke = true;
+        }
+        return j;
+}
+
 /* What starts at p (avail bytes known)? *full: the longest complete match, 0 = none.
  * WAIT when a longer pattern than *full could still match with more bytes. */
 static enum decision decide(const struct mask *m, const uint8_t *p, size_t avail, size_t *full) {
         bool longer = false;
         *full = 0;
         for (uint32_t k = m->start[p[0]]; k < m->start[p[0] + 1]; k++) {
-                const struct pattern *pat = &m->pats[m->order[k]];
-                if (pat->n > avail) {
-                        longer = longer || memcmp(pat->p, p, avail) == 0;
-                } else if (memcmp(pat->p, p, pat->n) == 0) {
-                        *full = pat->n; /* longest first: the first complete match is the longest */
+                bool more = false;
+                size_t span = match_at(&m->pats[m->order[k]], p, avail, &more);
+                longer = longer || more;
+                if (span) {
+                        *full = span; /* longest first: the first complete match is the longest */
                         break;
                 }
         }
         return longer ? WAIT : *full ? MATCH : PLAIN;
+}
+
+/* The characters of a held suffix that can be a value's, line breaks not counted. */
+static size_t held_chars(const uint8_t *p, size_t n) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+                k += !is_eol(p[i]);
+        return k;
 }
 
 static int out_put(struct mask_out *o, const void *p, size_t n) {
@@ -496,10 +587,11 @@ static int process(struct mask_stream *s, struct mask_out *o, enum mode mode) {
                 }
                 /* WAIT: the rest, buf[i..len), is the start of some pattern. */
                 run = i;
+                size_t held = held_chars(s->buf + i, s->len - i);
                 if (mode == FINISH) {
-                        rc = s->len - i > MASK_RELEASE_MAX ? emit_mask(s, o, s->len) : emit_plain(s, o, i, s->len);
+                        rc = held > MASK_RELEASE_MAX ? emit_mask(s, o, s->len) : emit_plain(s, o, i, s->len);
                         run = i = s->len;
-                } else if (mode == PAUSE && s->len - i <= MASK_RELEASE_MAX) {
+                } else if (mode == PAUSE && held <= MASK_RELEASE_MAX) {
                         rc = emit_plain(s, o, i, s->len); /* shown, still matched against */
                 }
                 break;

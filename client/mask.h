@@ -9,11 +9,15 @@
  * base64 (standard and URL-safe, with and without padding, and the part of
  * the encoding that does not depend on what precedes or follows the value
  * when it sits at any of the three byte offsets inside a longer encoded
- * string, e.g. "Basic base64(user:VALUE)"), URL percent-encoding (RFC 3986,
+ * string, e.g. "Basic base64(user:VALUE)"), hex (lower and upper case),
+ * URL percent-encoding (RFC 3986,
  * upper and lower case hex; encodeURIComponent; form encoding with '+') and
  * JSON string escaping (minimal, \u-escaped non-ASCII like Python, "\/" like
- * PHP, HTML-safe like Go). Values shorter than MASK_MIN_LEN bytes are not
- * masked: they would match everywhere.
+ * PHP, HTML-safe like Go). Base64 and hex are matched across line breaks
+ * ("\n", "\r\n", or "\r\r\n" from a pty; one between any two characters), as
+ * base64(1), openssl and xxd wrap them; a match spans at most 4 bytes per
+ * pattern byte, so what a stream holds stays bounded. Values shorter than
+ * MASK_MIN_LEN bytes are not masked: they would match everywhere.
  *
  * A stream matches leftmost-longest and emits every byte as soon as no
  * pattern can start there; only a suffix that is the beginning of some
@@ -23,13 +27,15 @@
  *   - feed:   held until more output decides it;
  *   - pause:  the output stopped for a moment: a full match is masked even
  *             if a longer pattern could still follow; a held suffix of at
- *             most MASK_RELEASE_MAX bytes is shown (so echoed keystrokes and
+ *             most MASK_RELEASE_MAX bytes (line breaks not counted) is
+ *             shown (so echoed keystrokes and
  *             prompts are never stuck), and if the value continues after it
  *             the rest is still masked: at most MASK_RELEASE_MAX bytes of a
  *             value can be shown, and only when the job pauses inside it;
  *             a longer held suffix waits for more output;
- *   - finish: end of output: a held suffix longer than MASK_RELEASE_MAX that
- *             is the start of a pattern is masked whole.
+ *   - finish: end of output: a held suffix longer than MASK_RELEASE_MAX
+ *             (line breaks not counted) that is the start of a pattern is
+ *             masked whole.
  *
  * Patterns live in guarded memory (sodium_malloc) and are wiped by
  * mask_free; a stream wipes its held bytes when freed.

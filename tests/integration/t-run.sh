@@ -282,6 +282,25 @@ BASIC=$("$PY" -c 'import base64,sys; print(base64.b64encode(b"user:" + sys.argv[
 ok_out "a value inside longer base64 (HTTP Basic user:VALUE) is masked but for its edges" '^Authorization: Basic dXNlcjp\*\*\*w==$' \
     "$COFFER" run --mask --file tok=run/token -- sh -c "echo 'Authorization: Basic $BASIC'"
 
+# base64(1) wraps at 76 columns: a 64-byte value's encoding is on two lines.
+K64='wr4p-k3y-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQ'   # made up, 64 bytes
+printf '%s' "$K64" | "$COFFER" put run/k64 >/dev/null 2>&1
+printf '%s' "$K64" >"$T/k64.v"
+base64 "$T/k64.v" >"$T/k64.b64"
+base64 -w 64 "$T/k64.v" >>"$T/k64.b64"
+base64 -w 0 "$T/k64.v" >>"$T/k64.b64"
+# shellcheck disable=SC2016
+"$COFFER" run --mask --file k=run/k64 -- sh -c 'd=$COFFER_SECRETS_DIR; base64 "$d/k"; base64 -w 64 "$d/k"; base64 -w 0 "$d/k"; echo;
+    base64 "$d/k" | sed "s/\$/\r/"; base64 "$d/k" >&2' >"$T/b64.out" 2>"$T/b64.err"
+is "(base64 wraps the value's encoding: 2 lines at 76 and 64 columns)" "$(head -4 "$T/k64.b64" | wc -l)" 4
+ok "a job's base64 of the value, wrapped at 76 or 64 columns, CRLF or not: no line of it is shown" \
+    sh -c "! grep -qF -f '$T/k64.b64' '$T/b64.out' '$T/b64.err'"
+is "each encoding is masked as one" "$(tr -d '\r' <"$T/b64.out")" "***
+***
+***
+***"
+is "on stderr too" "$(cat "$T/b64.err")" "***"
+
 is "a value split across two writes with a pause between is masked" \
     "$("$COFFER" run --mask --file tok=run/token -- sh -c "printf 'A:s3cr3t-'; sleep 0.3; printf 'value-0123:B\n'")" "A:***:B"
 is "and on stderr" \
@@ -383,6 +402,18 @@ printf 'bob\n' | timeout 20 script -qfec "'$COFFER' run --mask --file tok=run/to
 ok "under script(1) too: input reaches the job, the value is masked" \
     sh -c "tr -d '\\r' <'$T/script.out' | grep -q 'hi bob\$' && grep -q '^\*\*\*' '$T/script.out' && ! grep -qF -- '$TOKV' '$T/script.out'"
 
+# With --mask and output that is not a terminal, the job has no controlling
+# terminal: /dev/tty, which would reach the terminal past the mask, fails.
+timeout 20 script -qfec "'$COFFER' run --mask --file tok=run/token -- sh -c 'cat \"\$COFFER_SECRETS_DIR/tok\" >/dev/tty; echo tty-rc=\$?' | cat" \
+    /dev/null >"$T/devtty.out" 2>&1
+ok "output piped: the job's writes to /dev/tty do not show the value" sh -c "! grep -qF -- '$TOKV' '$T/devtty.out'"
+ok "(the job has no controlling terminal: opening /dev/tty fails)" grep -q "tty-rc=[1-9]" "$T/devtty.out"
+# shellcheck disable=SC2016
+PIPEJOB='printf "name? "; read n; echo "hello $n"; trap "echo got-int >$0; exit 3" INT; echo sleeping; while :; do sleep 0.1; done'
+"$PY" "$T/tty.py" "$TOKV" sh -c "'$COFFER' run --mask --file tok=run/token -- sh -c '$PIPEJOB' '$T/pipejob.int' | cat" \
+    >"$T/pipejob.out" 2>&1
+ok "output piped from a terminal: input still reaches the job" grep -qx "hello alice" "$T/pipejob.out"
+ok "and ^C on the terminal reaches it (coffer run passes it on)" wait_until 5 grep -qx "got-int" "$T/pipejob.int"
 is "with nothing to deliver, the job just runs (no daemon asked)" \
     "$(COFFER_SOCKET="$T/nothing.sock" "$COFFER" run --mask -- sh -c 'echo plain; exit 4'; echo "rc=$?")" "plain
 rc=4"

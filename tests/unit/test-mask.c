@@ -402,6 +402,147 @@ static void test_chunking_invariance(void **state) {
         mask_free(m);
 }
 
+/* ---- encodings wrapped across lines (base64 at 76 or 64 columns, xxd -p at 60) ---- */
+
+/* A made-up 64-byte value: GNU base64 shows its encoding on two lines. */
+#define V64_TEXT "wr4p-k3y-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQ"
+static const char V64[] = V64_TEXT, USER_V64[] = "user:" V64_TEXT;
+
+/* enc with eol after every `width` characters and at the end, as base64(1) writes it. */
+static char *wrap(const char *enc, size_t width, const char *eol) {
+        size_t n = strlen(enc), e = strlen(eol), k = 0;
+        char *w = malloc(n + (n / width + 2) * e + 1);
+        assert_non_null(w);
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0 && i % width == 0) {
+                        memcpy(w + k, eol, e);
+                        k += e;
+                }
+                w[k++] = enc[i];
+        }
+        memcpy(w + k, eol, e);
+        w[k + e] = 0;
+        return w;
+}
+
+static void assert_wrapped_masked(const struct mask *m, const char *enc) {
+        static const char *const eols[] = { "\n", "\r\n", "\r\r\n" };
+        char want[8];
+        for (size_t e = 0; e < ELEMENTSOF(eols); e++)
+                for (size_t width = 1; width <= strlen(enc) + 1; width++) {
+                        char *w = wrap(enc, width, eols[e]);
+                        snprintf(want, sizeof(want), "***%s", eols[e]);
+                        assert_masked(m, w, want);
+                        free(w);
+                }
+}
+
+static void test_base64_wrapped_at_any_column(void **state) {
+        struct mask *m = mask1(V64);
+        for (size_t i = 0; i < ELEMENTSOF(b64_variants); i++) {
+                char *e = b64(V64, strlen(V64), b64_variants[i]);
+                assert_true(strlen(e) > 76);
+                assert_wrapped_masked(m, e); /* 76 (base64), 64 (openssl), and every other width */
+                free(e);
+        }
+        mask_free(m);
+}
+
+static void test_base64_wrapped_inside_longer_data(void **state) {
+        struct mask *m = mask1(V64);
+        char *e = b64(USER_V64, strlen(USER_V64), sodium_base64_VARIANT_ORIGINAL);
+        char *w = wrap(e, 76, "\n");
+        char *got = mask_str(m, w);
+        /* "user:" is 5 bytes: 6 characters of its own, one shared with the value. */
+        assert_memory_equal(got, e, 6);
+        assert_non_null(strstr(got, "***"));
+        assert_null(strstr(got, "\n\n"));
+        for (size_t i = 6; i + 8 <= strlen(e); i++) {
+                char piece[9];
+                memcpy(piece, e + i, 8);
+                piece[8] = 0;
+                assert_null(strstr(got, piece));
+        }
+        free(got);
+        free(w);
+        free(e);
+        mask_free(m);
+}
+
+static void test_hex_wrapped(void **state) {
+        struct mask *m = mask1(V64);
+        char hex[2 * sizeof(V64) - 1];
+        sodium_bin2hex(hex, sizeof(hex), (const uint8_t *) V64, strlen(V64));
+        assert_masked(m, hex, "***");
+        char *w = wrap(hex, 60, "\n"); /* xxd -p */
+        assert_masked(m, w, "***\n");
+        free(w);
+        for (size_t i = 0; hex[i]; i++)
+                hex[i] = (char) (hex[i] >= 'a' ? hex[i] - 'a' + 'A' : hex[i]);
+        assert_masked(m, hex, "***");
+        mask_free(m);
+}
+
+static void test_wrapped_split_at_every_offset(void **state) {
+        struct mask *m = mask1(V64);
+        char *e = b64(V64, strlen(V64), sodium_base64_VARIANT_ORIGINAL);
+        char *w = wrap(e, 76, "\r\n");
+        size_t n = strlen(w);
+        for (size_t cut = 0; cut <= n; cut++) {
+                char *a = strndup(w, cut);
+                const char *chunks[] = { a, w + cut };
+                char *got = mask_chunks(m, chunks, 2);
+                assert_string_equal(got, "***\r\n");
+                free(got);
+                free(a);
+        }
+        free(w);
+        free(e);
+        mask_free(m);
+}
+
+static void test_wrapping_is_one_line_break(void **state) {
+        struct mask *m = mask1(V64);
+        char *e = b64(V64, strlen(V64), sodium_base64_VARIANT_ORIGINAL);
+        char in[256];
+        /* Two breaks, or a break before the first character: not the encoding. */
+        snprintf(in, sizeof(in), "%.40s\n\n%s", e, e + 40);
+        char *got = mask_str(m, in);
+        assert_string_equal(got, in);
+        free(got);
+        snprintf(in, sizeof(in), "x\n%s", e);
+        assert_masked(m, in, "x\n***");
+        free(e);
+        mask_free(m);
+}
+
+/* A line that ends in the first characters of an encoding is not held
+ * behind its line break any longer than one without: at a pause it shows. */
+static void test_pause_shows_line_ending_in_start(void **state) {
+        struct mask *m = mask1(V64);
+        char *e = b64(V64, strlen(V64), sodium_base64_VARIANT_ORIGINAL);
+        char in[32];
+        struct mask_stream *s;
+        struct mask_out o = { 0 };
+        snprintf(in, sizeof(in), "id: %.2s\r\n", e);
+        assert_int_equal(mask_stream_new(&s, m), 0);
+        assert_int_equal(mask_stream_feed(s, &o, in, strlen(in)), 0);
+        assert_int_equal(mask_stream_pause(s, &o), 0);
+        char *got = take(&o);
+        assert_string_equal(got, in);
+        free(got);
+        /* Many line breaks after a start hold nothing: memory stays bounded. */
+        assert_int_equal(mask_stream_feed(s, &o, e, 10), 0);
+        for (int i = 0; i < 1000; i++)
+                assert_int_equal(mask_stream_feed(s, &o, "\n", 1), 0);
+        assert_int_equal(mask_stream_held(s), 0);
+        assert_int_equal(mask_stream_finish(s, &o), 0);
+        mask_stream_free(s);
+        mask_out_free(&o);
+        free(e);
+        mask_free(m);
+}
+
 static void test_long_value(void **state) {
         size_t n = 100000;
         char *v = malloc(n + 1), *in = malloc(n + 16);
@@ -437,6 +578,12 @@ int main(void) {
                 cmocka_unit_test(test_pause_takes_complete_match),
                 cmocka_unit_test(test_chunking_invariance),
                 cmocka_unit_test(test_long_value),
+                cmocka_unit_test(test_base64_wrapped_at_any_column),
+                cmocka_unit_test(test_base64_wrapped_inside_longer_data),
+                cmocka_unit_test(test_hex_wrapped),
+                cmocka_unit_test(test_wrapped_split_at_every_offset),
+                cmocka_unit_test(test_wrapping_is_one_line_break),
+                cmocka_unit_test(test_pause_shows_line_ending_in_start),
         };
         return cmocka_run_group_tests(tests, setup, NULL);
 }
