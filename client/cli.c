@@ -45,8 +45,8 @@ static const struct subcommand commands[] = {
           "[--grant-file PATH | --grant-fd N | --grant -|GRANT] [--mask] -- CMD [ARG]..." },
         { "grant", cmd_grant,
           "grant create --secret NAME [--uses N] [--ttl DURATION] [--for-user USER | --for-unit GLOB]\n"
-          "       coffer grant redeem GRANT|-\n"
-          "       coffer grant revoke GRANT|ID|-" },
+          "       coffer grant redeem --grant-file PATH | --grant-fd N | -|GRANT\n"
+          "       coffer grant revoke ID | --grant-file PATH | --grant-fd N | -|GRANT" },
 };
 
 static void help(FILE *f) {

@@ -510,6 +510,8 @@ rest-of-stdin"
     "$COFFER" grant create --secret run/token >"$T/g10" 2>/dev/null
     "$COFFER" grant redeem "$(cat "$T/g10")" >/dev/null 2>"$T/g10.err"
     ok "coffer grant redeem GRANT warns the same" grep -q "warning: a grant on the command line" "$T/g10.err"
+    "$COFFER" grant create --secret run/token >"$T/g12" 2>/dev/null
+    ok_out "coffer grant redeem --grant-fd N" "^$TOKV\$" sh -c "exec '$COFFER' grant redeem --grant-fd 3 3<'$T/g12'"
 
     # The grant is coffer run's first request, before the other secrets
     # and the token: the daemon's audit log, in order, for that process.
@@ -616,7 +618,7 @@ else
     for d in "grant redeemed into a file" "stderr says which" "grant string left the command line" \
         "a used grant" "--grant -" "file name taken" "redeemed first" "before any other" "missing after" \
         "(and why)" "nothing started" "argv warns" "--grant-file" "no warning" "--grant-fd" "0644 refused" \
-        "(unused)" "two grants" "closed fd" "empty file" "redeem warns" "redeemed before the rest" \
+        "(unused)" "two grants" "closed fd" "empty file" "redeem warns" "redeem --grant-fd" "redeemed before the rest" \
         "file race" "fd race" "stdin race"; do
         skip "$d" "grants are not available in this build"
     done
