@@ -373,6 +373,11 @@ read_until(lambda: b'sleeping' in out, 15)
 import re
 pid = re.search(rb'jobpid (\d+)', out)
 if pid:
+    # Once it is sleep, and the loader has closed what it opened on the way.
+    end = time.time() + 10
+    while not open('/proc/%s/cmdline' % pid.group(1).decode(), 'rb').read().startswith(b'sleep') and time.time() < end:
+        time.sleep(0.05)
+    time.sleep(0.2)
     fds = sorted(os.listdir('/proc/%s/fd' % pid.group(1).decode()), key=int)
     print('fds', ' '.join(fds))
 if b'sleeping' in out:
