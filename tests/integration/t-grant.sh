@@ -128,8 +128,26 @@ fails_with "when the creator may no longer delegate (policy reloaded), outstandi
 printf 'allow delegate secret:ml/*   group:%s uses<=3 ttl<=1d\n' "$G" >"$POLICY_DIR/10-ml.policy"
 "$COFFER" policy reload >/dev/null
 ok "...and work again when the right is back" sh -c "setpriv --reuid=$SVC --regid=nogroup --init-groups '$COFFER' grant redeem '$GRD' | grep -q wandb-key-value"
-ok "failed redeems are audited as denials" \
-    sh -c "grep '\"op\":\"grant-redeem\"' '$T/audit.log' | grep 'already used' >/dev/null; grep '\"op\":\"grant-redeem\"' '$T/audit.log' | grep '\"result\":\"ENOENT\"' | grep -q '\"decision\":\"deny\"'"
+# used_up_denied: a redeem after a grant's last use is audited as a denial of that grant
+used_up_denied() {
+    /usr/bin/python3 - "$T/audit.log" <<'EOF'
+import json, re, sys
+used_up, found = set(), False
+for line in open(sys.argv[1]):
+    rec = json.loads(line)
+    if rec.get("op") != "grant-redeem":
+        continue
+    m = re.search(r" use=(\d+)/(\d+)$", rec.get("detail") or "")
+    if rec["decision"] == "allow" and m and m[1] == m[2]:
+        used_up.add(rec["lease"])
+    elif rec.get("lease") in used_up:
+        found = found or (rec["decision"], rec["result"]) == ("deny", "ENOENT")
+sys.exit(0 if found else 1)
+EOF
+}
+ok "a redeem of a used-up grant is audited as a denial (ENOENT)" used_up_denied
+ok "a redeem of an unknown grant is audited as a denial (ENOENT)" \
+    sh -c "grep '\"op\":\"grant-redeem\",\"object\":\"grant:' '$T/audit.log' | grep '\"result\":\"ENOENT\"' | grep -q '\"decision\":\"deny\"'"
 fails_with "--for-unit refuses ** (not a unit glob)" 1 "not \*\*" as "$A" "$COFFER" grant create --secret ml/wandb --for-unit 'a**'
 
 # ---- survives a restart ----
