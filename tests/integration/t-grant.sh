@@ -101,17 +101,34 @@ ok_out "the creator may also revoke by the grant string" '^revoked$' as "$A" "$C
 # ---- --for-unit ----
 SLICE=cfgr$S.slice
 CG=$(findmnt -rn -t cgroup2 -o TARGET | head -1)
-if [ -n "$CG" ] && mkdir -p "$CG/$SLICE/train@1.service" "$CG/$SLICE/other@1.service" 2>/dev/null; then
-    CLEANUP_EXTRA="rmdir $CG/$SLICE/train@1.service $CG/$SLICE/other@1.service $CG/$SLICE 2>/dev/null; $CLEANUP_EXTRA"
+if [ -n "$CG" ] && mkdir -p "$CG/$SLICE/train@1.service" "$CG/$SLICE/other@1.service" "$CG/$SLICE/submit@1.service" 2>/dev/null; then
+    CLEANUP_EXTRA="rmdir $CG/$SLICE/train@1.service $CG/$SLICE/other@1.service $CG/$SLICE/submit@1.service $CG/$SLICE 2>/dev/null; $CLEANUP_EXTRA"
     IN_UNIT() { local u=$1; shift; sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/$SLICE/$u" "$@"; }
     GRN=$(as "$A" "$COFFER" grant create --secret ml/wandb --uses 2 --for-unit 'train@*.service' 2>/dev/null)
     fails_with "a grant for units train@*.service fails outside them" 5 "this grant is for units matching train@\\*.service; you run in other@1.service" \
         IN_UNIT other@1.service setpriv --reuid="$SVC" --regid=nogroup --init-groups "$COFFER" grant redeem "$GRN"
     IN_UNIT train@1.service setpriv --reuid="$SVC" --regid=nogroup --init-groups "$COFFER" grant redeem "$GRN" >"$T/unit.out" 2>&1
     ok "...and works inside train@1.service" grep -q wandb-key-value "$T/unit.out"
+
+    # A delegate right scoped to the creator's unit: at redeem the creator's
+    # right is decided for the unit they created the grant in.
+    printf 'allow delegate secret:ml/* unit:submit@*.service uses<=2\n' >"$POLICY_DIR/20-submit.policy"
+    chmod 0644 "$POLICY_DIR/20-submit.policy"
+    "$COFFER" policy reload >/dev/null
+    GRU=$(IN_UNIT submit@1.service setpriv --reuid="$B" --regid=nogroup --init-groups "$COFFER" grant create --secret ml/wandb --uses 2 2>"$T/gru.err")
+    ok "a user allowed to delegate only from submit@*.service creates a grant there" test -n "$GRU"
+    ok_out "...which a job outside any unit redeems (the creator's unit is the one they created it in)" '^wandb-key-value$' \
+        as "$SVC" "$COFFER" grant redeem "$GRU"
+    rm -f "$POLICY_DIR/20-submit.policy"
+    "$COFFER" policy reload >/dev/null
+    fails_with "...and not once that unit's delegate right is gone" 5 "the grant's creator \\($B\\) may no longer delegate secret:ml/wandb" \
+        as "$SVC" "$COFFER" grant redeem "$GRU"
 else
     skip "a grant for units fails outside them" "no writable cgroup2 here"
     skip "...and works inside" "no writable cgroup2 here"
+    skip "a grant made under a unit-scoped delegate right" "no writable cgroup2 here"
+    skip "...is redeemed" "no writable cgroup2 here"
+    skip "...and not once the right is gone" "no writable cgroup2 here"
 fi
 
 # ---- the policy still counts ----
