@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -130,6 +131,84 @@ int read_all_fd(int fd, size_t max, uint8_t **out, size_t *len) {
                 secbuf_wipe(&b);
                 return r;
         }
+        *out = b.p;
+        *len = b.len;
+        return 0;
+}
+
+#define SETTLE_TRIES 12 /* quiet waits of FILE_QUIET_MSEC: about three seconds, then give up */
+
+static int64_t ts_nsec(const struct timespec *ts) {
+        return (int64_t) ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static bool same_version(const struct stat *a, const struct stat *b) {
+        return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+               ts_nsec(&a->st_mtim) == ts_nsec(&b->st_mtim) && ts_nsec(&a->st_ctim) == ts_nsec(&b->st_ctim);
+}
+
+/* How long to wait before a file changed at ctime may be read: a writer may be
+ * between two writes (or after a truncate) without the file showing it. A
+ * ctime far in the future is a clock step, not a writer: read it. */
+static int64_t quiet_wait_nsec(const struct stat *st) {
+        const int64_t quiet = (int64_t) FILE_QUIET_MSEC * 1000000;
+        struct timespec now;
+
+        if (clock_gettime(CLOCK_REALTIME, &now) < 0)
+                return 0;
+        int64_t age = ts_nsec(&now) - ts_nsec(&st->st_ctim);
+        return age < quiet && age > -quiet ? quiet - age : 0;
+}
+
+static void sleep_nsec(int64_t ns) {
+        struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* One try: 0 with the file, -EAGAIN when it was changing, < 0 on an error. */
+static int read_settled_once(int dfd, const char *name, size_t max, struct stat *st, struct secbuf *b) {
+        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        struct stat after, named;
+        int64_t wait;
+        int rc;
+
+        if (fd < 0 || fstat(fd, st) < 0)
+                return -errno;
+        if (!S_ISREG(st->st_mode))
+                return -EINVAL;
+        if (st->st_size > 0 && (uint64_t) st->st_size > max)
+                return -EFBIG;
+        wait = quiet_wait_nsec(st);
+        if (wait > 0) {
+                sleep_nsec(wait);
+                return -EAGAIN;
+        }
+
+        rc = read_all_fd(fd, max, &b->p, &b->len);
+        if (rc < 0)
+                return rc;
+
+        if (fstat(fd, &after) < 0 || fstatat(dfd, name, &named, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !same_version(st, &after) || !same_version(st, &named) || (uint64_t) st->st_size != b->len) {
+                secbuf_wipe(b);
+                return -EAGAIN;
+        }
+        return 0;
+}
+
+int read_settled_file_at(int dfd, const char *name, size_t max, struct stat *st, uint8_t **out, size_t *len) {
+        struct secbuf b = { NULL, 0 };
+        int rc = -EAGAIN;
+
+        *out = NULL;
+        *len = 0;
+        for (int i = 0; i < SETTLE_TRIES && rc == -EAGAIN; i++)
+                rc = read_settled_once(dfd, name, max, st, &b);
+        if (rc < 0)
+                return rc;
+
         *out = b.p;
         *len = b.len;
         return 0;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sodium.h>
+#include <sys/stat.h>
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -49,6 +50,16 @@ int hex_decode(uint8_t *out, size_t n, const char *hex, size_t hexlen);
 /* Read all of fd into a malloc'd buffer (wiped on failure), at most max bytes.
  * -EFBIG when larger. */
 int read_all_fd(int fd, size_t max, uint8_t **out, size_t *len);
+/* Open NAME in dfd (AT_FDCWD for a path; symbolic links refused with -ELOOP)
+ * and read it whole, at most max bytes, as one version of the file: it must
+ * be a regular file (-EINVAL) left alone for FILE_QUIET_MSEC before the read
+ * (an in-place rewrite such as cp's truncate-then-write may still be going
+ * on), unchanged by the read (size, mtime, ctime) and still be what NAME
+ * names after it. Changed files are read again, for at most about three seconds;
+ * then -EAGAIN. *st is the stat of the version read (check owner and mode on
+ * it), *out is malloc'd and wiped on failure. -ENOENT, -EFBIG as usual. */
+#define FILE_QUIET_MSEC 250
+int read_settled_file_at(int dfd, const char *name, size_t max, struct stat *st, uint8_t **out, size_t *len);
 /* Write all of buf, retrying on EINTR/short writes. */
 int write_all(int fd, const void *buf, size_t n);
 /* Parse a non-negative decimal integer in [min,max]. */

@@ -178,27 +178,34 @@ static int parse_line(struct config *c, char *line, const char *path, unsigned l
 }
 
 int config_load(struct config *c, const char *path, bool required, char *err, size_t errsz) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) {
-                if (errno == ENOENT && !required)
-                        return 0;
-                snprintf(err, errsz, "%s: %s", path, strerror(errno));
-                return -errno;
-        }
-        FILE *f = fdopen(fd, "r");
-        if (!f) {
-                close(fd);
-                return -ENOMEM;
-        }
-        int rc = check_owner_mode(path, geteuid(), err, errsz);
+        _cleanup_free_ uint8_t *text = NULL;
+        size_t len = 0;
+        int rc = read_trusted_file(path, geteuid(), &text, &len, err, errsz);
+
+        if (rc == 0 && required)
+                snprintf(err, errsz, "%s: %s", path, strerror(ENOENT));
+        if (rc <= 0)
+                return rc == 0 && required ? -ENOENT : rc;
+
         struct config tmp = *c;
-        char line[1024];
         unsigned lineno = 0;
-        while (rc == 0 && fgets(line, sizeof(line), f)) {
+        rc = 0;
+        for (size_t pos = 0; rc == 0 && pos < len;) {
+                const uint8_t *nl = memchr(text + pos, '\n', len - pos);
+                size_t ll = nl ? (size_t) (nl - (text + pos)) : len - pos;
+                char line[1024];
+
                 lineno++;
+                if (ll >= sizeof(line) || memchr(text + pos, 0, ll)) {
+                        snprintf(err, errsz, "%s:%u: %s", path, lineno,
+                                 ll >= sizeof(line) ? "line too long" : "NUL byte in line");
+                        return -EINVAL;
+                }
+                memcpy(line, text + pos, ll);
+                line[ll] = 0;
+                pos += ll + (nl ? 1 : 0);
                 rc = parse_line(&tmp, line, path, lineno, err, errsz);
         }
-        fclose(f);
         if (rc == 0)
                 *c = tmp;
         return rc;
@@ -217,24 +224,25 @@ void err_append(char *err, size_t errsz, const char *fmt, ...) {
 }
 
 int read_trusted_file(const char *path, uid_t self, uint8_t **text, size_t *len, char *err, size_t errsz) {
-        *text = NULL;
-        *len = 0;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0) {
-                if (errno == ENOENT)
-                        return 0;
-                snprintf(err, errsz, "%s: %s", path, strerror(errno));
-                return -errno;
-        }
-        int rc = check_owner_mode_fd(fd, path, self, err, errsz);
-        if (rc < 0)
-                return rc;
-        rc = read_all_fd(fd, 1u << 20, text, len);
-        if (rc < 0) {
+        struct stat st;
+        int rc = read_settled_file_at(AT_FDCWD, path, 1u << 20, &st, text, len);
+
+        if (rc == -ENOENT)
+                return 0;
+        if (rc == -EAGAIN)
+                snprintf(err, errsz, "%s kept changing while it was read; write it to a temporary file and "
+                                     "rename that into place, then reload", path);
+        else if (rc == -EINVAL)
+                snprintf(err, errsz, "%s is not a regular file", path);
+        else if (rc < 0)
                 snprintf(err, errsz, "%s: %s", path, strerror(-rc));
-                return rc;
+        if (rc == 0 && (rc = check_stat(&st, path, self, err, errsz)) < 0) {
+                sodium_memzero(*text, *len);
+                free(*text);
+                *text = NULL;
+                *len = 0;
         }
-        return 1;
+        return rc < 0 ? rc : 1;
 }
 
 int parse_word_lines(const char *name, const char *text, size_t len, size_t maxw, line_fn fn, void *ud, char *err,

@@ -37,40 +37,56 @@ struct grant_data {
         char for_user[64];
         char for_unit[256];
         char hash[65];          /* hex BLAKE2b-256 of the secret part */
+        /* The creator as attested at create: their delegate right is decided
+         * again at each redeem, under the policy then in force, for this
+         * subject. Grants made before these were kept: no unit, no exe, in a
+         * login session. */
+        char by_unit[256];
+        char by_exe[4096];
+        bool by_login;
 };
 
+#define GRANT_DATA_MAX 5000
+
 static int data_parse(const char *s, struct grant_data *g) {
-        unsigned long long uses = 0, used = 0, uid = 0;
+        unsigned long long uses = 0, used = 0, uid = 0, login = 1;
         memset(g, 0, sizeof(*g));
-        /* uses=N used=K uid=U user=NAME unit=GLOB hash=HEX, one a line; the
-         * data is under the lease MAC, so a parse failure is a bug. */
+        /* uses=N used=K uid=U user=NAME unit=GLOB hash=HEX by_unit=UNIT
+         * by_exe=PATH by_login=0|1, one a line; the data is under the lease
+         * MAC, so a parse failure is a bug. */
         for (const char *p = s; p && *p;) {
                 const char *nl = strchr(p, '\n');
                 size_t n = nl ? (size_t) (nl - p) : strlen(p);
-                char line[400];
+                char line[GRANT_DATA_MAX];
                 if (n >= sizeof(line))
                         return -EBADMSG;
                 memcpy(line, p, n);
                 line[n] = 0;
                 if (sscanf(line, "uses=%llu", &uses) == 1 || sscanf(line, "used=%llu", &used) == 1 ||
-                    sscanf(line, "uid=%llu", &uid) == 1) {
+                    sscanf(line, "uid=%llu", &uid) == 1 || sscanf(line, "by_login=%llu", &login) == 1) {
                 } else if (strncmp(line, "user=", 5) == 0)
                         strcpy_bounded(g->for_user, sizeof(g->for_user), line + 5);
                 else if (strncmp(line, "unit=", 5) == 0)
                         strcpy_bounded(g->for_unit, sizeof(g->for_unit), line + 5);
                 else if (strncmp(line, "hash=", 5) == 0)
                         strcpy_bounded(g->hash, sizeof(g->hash), line + 5);
+                else if (strncmp(line, "by_unit=", 8) == 0)
+                        strcpy_bounded(g->by_unit, sizeof(g->by_unit), line + 8);
+                else if (strncmp(line, "by_exe=", 7) == 0)
+                        strcpy_bounded(g->by_exe, sizeof(g->by_exe), line + 7);
                 p = nl ? nl + 1 : NULL;
         }
         g->uses = (unsigned) uses;
         g->used = (unsigned) used;
         g->for_uid = g->for_user[0] ? (uid_t) uid : (uid_t) -1;
+        g->by_login = login != 0;
         return g->uses && strlen(g->hash) == 64 ? 0 : -EBADMSG;
 }
 
 static void data_format(const struct grant_data *g, char *out, size_t n) {
-        snprintf(out, n, "uses=%u\nused=%u\nuid=%u\nuser=%s\nunit=%s\nhash=%s", g->uses, g->used,
-                 (unsigned) (g->for_user[0] ? g->for_uid : 0), g->for_user, g->for_unit, g->hash);
+        snprintf(out, n, "uses=%u\nused=%u\nuid=%u\nuser=%s\nunit=%s\nhash=%s\nby_unit=%s\nby_exe=%s\nby_login=%d",
+                 g->uses, g->used, (unsigned) (g->for_user[0] ? g->for_uid : 0), g->for_user, g->for_unit, g->hash,
+                 g->by_unit, g->by_exe, g->by_login);
 }
 
 static void hash_hex(const uint8_t *secret, char out[65]) {
@@ -107,6 +123,14 @@ static bool unit_glob_ok(const char *s) {
                       strchr("@._:-*", *c)))
                         return false;
         return strlen(s) < 256 && policy_glob_valid(s);
+}
+
+/* The data is one field a line: a name with a newline in it (an exe path is
+ * the caller's to choose) is kept as unknown, which no exe: or unit: term
+ * matches, rather than let it add lines. */
+static void attested_copy(char *dst, size_t n, const char *src) {
+        if (strchr(src, '\n') || !strcpy_bounded(dst, n, src))
+                dst[0] = 0;
 }
 
 int process_grant_create(struct request *r) {
@@ -154,6 +178,9 @@ int process_grant_create(struct request *r) {
                 strcpy_bounded(g.for_user, sizeof(g.for_user), user);
         }
         strcpy_bounded(g.for_unit, sizeof(g.for_unit), unit);
+        attested_copy(g.by_unit, sizeof(g.by_unit), r->peer->unit);
+        attested_copy(g.by_exe, sizeof(g.by_exe), r->peer->exe);
+        g.by_login = lease_session_of(r->d->leases, r->peer->audit_session, r->peer->uid, now_unix()) != NULL;
         /* The secret must exist now: a grant for nothing is a mistake. */
         {
                 _cleanup_secbuf_ struct secbuf v = { 0 };
@@ -165,7 +192,7 @@ int process_grant_create(struct request *r) {
         uint8_t raw[GRANT_RAW];
         randombytes_buf(raw + LEASE_ID_SIZE, GRANT_SECRET);
         hash_hex(raw + LEASE_ID_SIZE, g.hash);
-        char data[600];
+        char data[GRANT_DATA_MAX];
         data_format(&g, data, sizeof(data));
         struct lease_new n = { .kind = LEASE_GRANT, .owner_uid = r->peer->uid, .owner = r->peer->user,
                                .object = r->object, .ttl = ttl, .max_ttl = ttl, .audit_session = UINT32_MAX,
@@ -267,8 +294,10 @@ int process_grant_redeem(struct request *r) {
         struct pol_decision dec = { 0 };
         struct passwd pw, *pwr = NULL;
         char buf[4096];
-        if (getpwuid_r(l->owner_uid, &pw, buf, sizeof(buf), &pwr) != 0 || !pwr ||
-            ops_decide_user(r, pw.pw_uid, pw.pw_gid, pw.pw_name, POL_DELEGATE, l->object, &dec) <= 0)
+        if (l->owner_uid != r->d->self_uid &&
+            (getpwuid_r(l->owner_uid, &pw, buf, sizeof(buf), &pwr) != 0 || !pwr ||
+             ops_decide_user_as(r, pw.pw_uid, pw.pw_gid, pw.pw_name, g.by_unit, g.by_exe, g.by_login, POL_DELEGATE,
+                                l->object, &dec) <= 0))
                 return ops_fail(r, -EACCES, "permission denied: the grant's creator (%s) may no longer delegate %s",
                                 l->owner, l->object);
         memset(&dec, 0, sizeof(dec));
@@ -286,7 +315,7 @@ int process_grant_redeem(struct request *r) {
         if (rc < 0)
                 return ops_store_fail(r, rc, "grant redeem");
         g.used++;
-        char data[600];
+        char data[GRANT_DATA_MAX];
         data_format(&g, data, sizeof(data));
         rc = lease_set_data(r->d->leases, l, data);
         if (rc == 0 && g.used >= g.uses)

@@ -678,6 +678,10 @@ int lease_renew(struct lease_mgr *m, struct lease *l, uint64_t ttl, uint64_t now
                 return -ENOENT;
         if (!l->renewable)
                 return -EPERM;
+        /* Expiry runs in batches: a lease past its time may not be revoked
+         * yet, but it is over and renewing must not bring it back. */
+        if (l->expires <= now)
+                return -ETIME;
         if (!m->have_key)
                 return -ENOKEY;
         uint64_t old = l->expires, e = ttl > UINT64_MAX - now ? UINT64_MAX : now + ttl;

@@ -91,7 +91,8 @@ int lease_redo_revocations(struct lease_mgr *m);
 bool lease_revoked_since_mark(const struct lease_mgr *m);
 /* The request is over: stop keeping track. */
 void lease_unmark(struct lease_mgr *m);
-/* new expiry = min(now + ttl, max_expires); -EPERM when not renewable. */
+/* new expiry = min(now + ttl, max_expires); -EPERM when not renewable, -ETIME
+ * when it expired already (at or before now), revoked by the timer or not. */
 int lease_renew(struct lease_mgr *m, struct lease *l, uint64_t ttl, uint64_t now);
 /* Replace the kind-specific data (persisted, under the MAC). */
 int lease_set_data(struct lease_mgr *m, struct lease *l, const char *data);

@@ -114,6 +114,18 @@ static int prepare_state_dir(struct cofferd *d) {
                 return die("cannot create state directory %s: %s", d->cfg.state_dir, strerror(errno));
         if (check_owner_mode(d->cfg.state_dir, d->self_uid, err, sizeof(err)) < 0)
                 return die("refusing state directory: %s", err);
+
+        /* Nothing in it is readable without the key, but its names are
+         * metadata (store, journal, audit log sizes and times). */
+        struct stat st;
+        if (lstat(d->cfg.state_dir, &st) < 0)
+                return die("cannot stat state directory %s: %s", d->cfg.state_dir, strerror(errno));
+        if (!S_ISDIR(st.st_mode))
+                return die("refusing state directory: %s is not a directory", d->cfg.state_dir);
+        if (st.st_mode & 077)
+                return die("refusing state directory: %s is open to group or others (mode %04o); it must be "
+                           "0700: run chmod 0700 %s",
+                           d->cfg.state_dir, (unsigned) (st.st_mode & 07777), d->cfg.state_dir);
         return 0;
 }
 

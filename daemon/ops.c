@@ -111,16 +111,22 @@ int ops_decide(struct request *r, enum pol_action a, const char *object, struct 
         return decide(r, a, object, dec);
 }
 
-int ops_decide_user(struct request *r, uid_t uid, gid_t gid, const char *user, enum pol_action a,
-                    const char *object, struct pol_decision *dec) {
+int ops_decide_user_as(struct request *r, uid_t uid, gid_t gid, const char *user, const char *unit, const char *exe,
+                       bool in_login_session, enum pol_action a, const char *object, struct pol_decision *dec) {
         gid_t groups[PEER_GROUPS_MAX];
         int n = PEER_GROUPS_MAX;
         if (getgrouplist(user, gid, groups, &n) < 0)
                 n = 0;
-        struct pol_subject s = { .uid = uid, .gid = gid, .groups = groups, .ngroups = (size_t) n, .exe = "",
-                                 .unit = "", .in_login_session = true, .minute_of_day = minute_of_day() };
+        struct pol_subject s = { .uid = uid, .gid = gid, .groups = groups, .ngroups = (size_t) n, .exe = exe,
+                                 .unit = unit, .in_login_session = in_login_session,
+                                 .minute_of_day = minute_of_day() };
         int rc = policy_eval(r->d->policy, &s, a, object, dec);
         return rc < 0 ? rc : dec->allow ? 1 : 0;
+}
+
+int ops_decide_user(struct request *r, uid_t uid, gid_t gid, const char *user, enum pol_action a,
+                    const char *object, struct pol_decision *dec) {
+        return ops_decide_user_as(r, uid, gid, user, "", "", true, a, object, dec);
 }
 
 bool ops_is_admin(struct request *r, const char *object) {

@@ -47,6 +47,10 @@ int ops_decide(struct request *r, enum pol_action a, const char *object, struct 
 /* Evaluate for a user (by uid/gid and their groups) in a login session. */
 int ops_decide_user(struct request *r, uid_t uid, gid_t gid, const char *user, enum pol_action a,
                     const char *object, struct pol_decision *dec);
+/* The same with the unit, exe and login session a subject was attested with
+ * (a grant's creator, as they were when they made it). */
+int ops_decide_user_as(struct request *r, uid_t uid, gid_t gid, const char *user, const char *unit, const char *exe,
+                       bool in_login_session, enum pol_action a, const char *object, struct pol_decision *dec);
 /* Fail with the store's error for what ("write", "read"...). */
 int ops_store_fail(struct request *r, int rc, const char *what);
 /* -EDQUOT for uid's lease cap, saying what it holds. who: "you", "user NAME". */

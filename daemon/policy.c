@@ -1080,38 +1080,28 @@ static int list_policy_files(int dfd, struct strv *names) {
 
 static int load_file(struct policy *p, int dfd, const char *path, const char *name, uid_t daemon_uid, char *err,
                      size_t errsz) {
-        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         _cleanup_free_ uint8_t *buf = NULL;
         struct stat st;
         size_t len;
-        int rc;
+        int rc = read_settled_file_at(dfd, name, POLICY_FILE_MAX, &st, &buf, &len);
 
-        if (fd < 0) {
-                rc = -errno;
-                if (rc == -ELOOP)
-                        errf(err, errsz, "%s: is a symbolic link; policy files must be regular files", path);
-                else
-                        errf(err, errsz, "%s: cannot open: %s", path, strerror(-rc));
-                return rc;
-        }
-        if (fstat(fd, &st) < 0) {
-                rc = -errno;
-                errf(err, errsz, "%s: %s", path, strerror(-rc));
-                return rc;
-        }
-        if (!S_ISREG(st.st_mode)) {
+        if (rc == -ELOOP)
+                errf(err, errsz, "%s: is a symbolic link; policy files must be regular files", path);
+        else if (rc == -EINVAL)
                 errf(err, errsz, "%s: not a regular file", path);
-                return -EINVAL;
-        }
-        rc = check_owner_mode(&st, path, daemon_uid, err, errsz);
-        if (rc < 0)
-                return rc;
-        rc = st.st_size > POLICY_FILE_MAX ? -EFBIG : read_all_fd(fd, POLICY_FILE_MAX, &buf, &len);
-        if (rc == -EFBIG)
+        else if (rc == -EFBIG)
                 errf(err, errsz, "%s: larger than %d bytes (1 MiB), the limit for one policy file", path,
                      POLICY_FILE_MAX);
+        else if (rc == -EAGAIN || rc == -ENOENT)
+                errf(err, errsz, "%s: %s while it was read; write policy files under another name and "
+                                 "rename them into place (see coffer.policy(5)), then reload",
+                     path, rc == -ENOENT ? "was removed" : "kept changing");
         else if (rc < 0)
                 errf(err, errsz, "%s: cannot read: %s", path, strerror(-rc));
+        if (rc < 0)
+                return rc;
+
+        rc = check_owner_mode(&st, path, daemon_uid, err, errsz);
         return rc < 0 ? rc : parse_one(p, path, (const char *) buf, len, err, errsz);
 }
 

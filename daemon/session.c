@@ -569,6 +569,9 @@ int process_lease_renew(struct request *r) {
                 return ops_fail(r, -EOPNOTSUPP, "lease %s (%s) is not renewable: its lifetime was fixed when it was "
                                                 "issued (a token carries its expiry); issue a new one",
                                 r->lease, lease_kind_name(l->kind));
+        if (rc == -ETIME)
+                return ops_fail(r, -ENOENT, "lease %s (%s) has expired and cannot be renewed; open a new one",
+                                r->lease, lease_kind_name(l->kind));
         if (rc < 0)
                 return ops_store_fail(r, rc, "renew");
         wire_put_u64(r->out, T_EXPIRES, l->expires);

@@ -101,17 +101,34 @@ ok_out "the creator may also revoke by the grant string" '^revoked$' as "$A" "$C
 # ---- --for-unit ----
 SLICE=cfgr$S.slice
 CG=$(findmnt -rn -t cgroup2 -o TARGET | head -1)
-if [ -n "$CG" ] && mkdir -p "$CG/$SLICE/train@1.service" "$CG/$SLICE/other@1.service" 2>/dev/null; then
-    CLEANUP_EXTRA="rmdir $CG/$SLICE/train@1.service $CG/$SLICE/other@1.service $CG/$SLICE 2>/dev/null; $CLEANUP_EXTRA"
+if [ -n "$CG" ] && mkdir -p "$CG/$SLICE/train@1.service" "$CG/$SLICE/other@1.service" "$CG/$SLICE/submit@1.service" 2>/dev/null; then
+    CLEANUP_EXTRA="rmdir $CG/$SLICE/train@1.service $CG/$SLICE/other@1.service $CG/$SLICE/submit@1.service $CG/$SLICE 2>/dev/null; $CLEANUP_EXTRA"
     IN_UNIT() { local u=$1; shift; sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/$SLICE/$u" "$@"; }
     GRN=$(as "$A" "$COFFER" grant create --secret ml/wandb --uses 2 --for-unit 'train@*.service' 2>/dev/null)
     fails_with "a grant for units train@*.service fails outside them" 5 "this grant is for units matching train@\\*.service; you run in other@1.service" \
         IN_UNIT other@1.service setpriv --reuid="$SVC" --regid=nogroup --init-groups "$COFFER" grant redeem "$GRN"
     IN_UNIT train@1.service setpriv --reuid="$SVC" --regid=nogroup --init-groups "$COFFER" grant redeem "$GRN" >"$T/unit.out" 2>&1
     ok "...and works inside train@1.service" grep -q wandb-key-value "$T/unit.out"
+
+    # A delegate right scoped to the creator's unit: at redeem the creator's
+    # right is decided for the unit they created the grant in.
+    printf 'allow delegate secret:ml/* unit:submit@*.service uses<=2\n' >"$POLICY_DIR/20-submit.policy"
+    chmod 0644 "$POLICY_DIR/20-submit.policy"
+    "$COFFER" policy reload >/dev/null
+    GRU=$(IN_UNIT submit@1.service setpriv --reuid="$B" --regid=nogroup --init-groups "$COFFER" grant create --secret ml/wandb --uses 2 2>"$T/gru.err")
+    ok "a user allowed to delegate only from submit@*.service creates a grant there" test -n "$GRU"
+    ok_out "...which a job outside any unit redeems (the creator's unit is the one they created it in)" '^wandb-key-value$' \
+        as "$SVC" "$COFFER" grant redeem "$GRU"
+    rm -f "$POLICY_DIR/20-submit.policy"
+    "$COFFER" policy reload >/dev/null
+    fails_with "...and not once that unit's delegate right is gone" 5 "the grant's creator \\($B\\) may no longer delegate secret:ml/wandb" \
+        as "$SVC" "$COFFER" grant redeem "$GRU"
 else
     skip "a grant for units fails outside them" "no writable cgroup2 here"
     skip "...and works inside" "no writable cgroup2 here"
+    skip "a grant made under a unit-scoped delegate right" "no writable cgroup2 here"
+    skip "...is redeemed" "no writable cgroup2 here"
+    skip "...and not once the right is gone" "no writable cgroup2 here"
 fi
 
 # ---- the policy still counts ----
@@ -128,8 +145,26 @@ fails_with "when the creator may no longer delegate (policy reloaded), outstandi
 printf 'allow delegate secret:ml/*   group:%s uses<=3 ttl<=1d\n' "$G" >"$POLICY_DIR/10-ml.policy"
 "$COFFER" policy reload >/dev/null
 ok "...and work again when the right is back" sh -c "setpriv --reuid=$SVC --regid=nogroup --init-groups '$COFFER' grant redeem '$GRD' | grep -q wandb-key-value"
-ok "failed redeems are audited as denials" \
-    sh -c "grep '\"op\":\"grant-redeem\"' '$T/audit.log' | grep 'already used' >/dev/null; grep '\"op\":\"grant-redeem\"' '$T/audit.log' | grep '\"result\":\"ENOENT\"' | grep -q '\"decision\":\"deny\"'"
+# used_up_denied: a redeem after a grant's last use is audited as a denial of that grant
+used_up_denied() {
+    /usr/bin/python3 - "$T/audit.log" <<'EOF'
+import json, re, sys
+used_up, found = set(), False
+for line in open(sys.argv[1]):
+    rec = json.loads(line)
+    if rec.get("op") != "grant-redeem":
+        continue
+    m = re.search(r" use=(\d+)/(\d+)$", rec.get("detail") or "")
+    if rec["decision"] == "allow" and m and m[1] == m[2]:
+        used_up.add(rec["lease"])
+    elif rec.get("lease") in used_up:
+        found = found or (rec["decision"], rec["result"]) == ("deny", "ENOENT")
+sys.exit(0 if found else 1)
+EOF
+}
+ok "a redeem of a used-up grant is audited as a denial (ENOENT)" used_up_denied
+ok "a redeem of an unknown grant is audited as a denial (ENOENT)" \
+    sh -c "grep '\"op\":\"grant-redeem\",\"object\":\"grant:' '$T/audit.log' | grep '\"result\":\"ENOENT\"' | grep -q '\"decision\":\"deny\"'"
 fails_with "--for-unit refuses ** (not a unit glob)" 1 "not \*\*" as "$A" "$COFFER" grant create --secret ml/wandb --for-unit 'a**'
 
 # ---- survives a restart ----

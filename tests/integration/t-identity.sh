@@ -42,6 +42,13 @@ fails_with "a world-writable state dir is refused, naming the dir" 1 "refusing s
 mkdir "$T/state-770"; chmod 0770 "$T/state-770"
 fails_with "a group-writable state dir is refused, naming the dir" 1 "$T/state-770 is writable by group or others" \
     try_start --state-dir "$T/state-770"
+mkdir "$T/state-755"; chmod 0755 "$T/state-755"
+fails_with "a state dir others may list (0755) is refused, saying chmod 0700" 1 \
+    "refusing state directory: $T/state-755 is open to group or others \\(mode 0755\\); it must be 0700: run chmod 0700 $T/state-755" \
+    try_start --state-dir "$T/state-755"
+mkdir "$T/state-750"; chmod 0750 "$T/state-750"
+fails_with "a state dir its group may list (0750) is refused" 1 "$T/state-750 is open to group or others \\(mode 0750\\)" \
+    try_start --state-dir "$T/state-750"
 printf 'idle_timeout = 30\n' >"$T/ww.conf"; chmod 0666 "$T/ww.conf"
 fails_with "a world-writable config file is refused, naming the file" 1 "bad configuration: $T/ww.conf is writable by group or others" \
     try_start --state-dir "$T/state-ok" --config "$T/ww.conf"

@@ -30,7 +30,22 @@ STATUS_OK='reply op=0x8001 id=[0-9]+ code=0 msg=\|'
 start_daemon || { echo "Bail out! cofferd did not start"; exit 1; }
 init_keyfile || { echo "Bail out! init failed"; exit 1; }
 printf 'p-one' | "$COFFER" put p/one 2>/dev/null
-PID0=$DAEMON_PID
+# Who serves the socket, from the kernel, not from our own variable: the pid
+# holding the listening socket bound to the path, and that process's start time.
+serving() {
+    local ino pid fd
+    ino=$(awk -v s="$COFFER_SOCKET" '$NF == s && $4 == "00010000" { print $7 }' /proc/net/unix)
+    [ -n "$ino" ] || return 1
+    for fd in /proc/[0-9]*/fd/*; do
+        [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$ino]" ] || continue
+        pid=${fd#/proc/}; pid=${pid%%/*}
+        echo "$pid $(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f20)"
+        return 0
+    done
+    return 1
+}
+SERVER0=$(serving)
+[ "${SERVER0%% *}" = "$DAEMON_PID" ] || { echo "Bail out! the socket is not served by cofferd ($SERVER0)"; exit 1; }
 
 # ---- framing ----
 raw_is "a truncated header then EOF: the daemon just closes" '^sent=8\|eof\|$' \
@@ -104,7 +119,7 @@ raw_is "a put whose value is a string, not bytes: refused, connection kept" \
     "code=$EINVAL msg=value must be a bytes field[^|]*\|open" --frame 16 --field 1:str:p/str --field 2:str:abc --replies 1
 
 # ---- the daemon survived all of it ----
-is "the daemon is still the same process" "$DAEMON_PID" "$PID0"
+is "the socket is still served by the same daemon process (pid and start time)" "$(serving)" "$SERVER0"
 ok "the daemon process is alive" kill -0 "$DAEMON_PID"
 ok_out "a normal client is still served" '^p-one$' "$COFFER" get p/one
 ok_out "status still answers" '"sealed":false' "$COFFER" status --json

@@ -212,12 +212,20 @@ static void test_cap_and_renew(void **state) {
         assert_int_equal(lease_create(f->m, &n, 3, 1011, &l), 0);
 
         struct lease *s = mk(f, LEASE_SESSION, 8, 100, NULL, 1000); /* max 200 */
-        assert_int_equal(lease_renew(f->m, s, 50, 1100), 0);
-        assert_int_equal(s->expires, 1150);
-        assert_int_equal(lease_renew(f->m, s, 5000, 1100), 0);
+        assert_int_equal(lease_renew(f->m, s, 50, 1090), 0);
+        assert_int_equal(s->expires, 1140);
+        assert_int_equal(lease_renew(f->m, s, 5000, 1090), 0);
         assert_int_equal(s->expires, s->max_expires);
-        assert_int_equal(lease_renew(f->m, s, UINT64_MAX - 10, 1100), 0);
+        assert_int_equal(lease_renew(f->m, s, UINT64_MAX - 10, 1090), 0);
         assert_int_equal(s->expires, s->max_expires);
+        /* Past its expiry but not yet swept by the timer: over, not renewable. */
+        struct lease *late = mk(f, LEASE_SESSION, 9, 100, NULL, 1000); /* expires 1100 */
+        assert_int_equal(lease_renew(f->m, late, 50, 1099), 0);
+        assert_int_equal(late->expires, 1149);
+        assert_int_equal(lease_renew(f->m, late, 50, 1149), -ETIME);
+        assert_int_equal(lease_renew(f->m, late, 50, 1180), -ETIME);
+        assert_int_equal(late->expires, 1149);
+        assert_false(late->revoked);
         n.ttl = 0;
         assert_int_equal(lease_create(f->m, &n, 0, 1000, &l), -EINVAL);
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -840,6 +841,55 @@ static void test_index_prefix_overlap(void **state) {
         }
 }
 
+static uint64_t mono_msec(void) {
+        return now_mono_usec() / 1000;
+}
+
+/* A file just written may be in the middle of an in-place rewrite: it is
+ * read only once it has been left alone for FILE_QUIET_MSEC. */
+static void test_load_waits_until_quiet(void **state) {
+        struct dirfx *f = *state;
+        _cleanup_policy_ struct policy *p = NULL;
+        char err[POLICY_ERR_MAX] = "";
+
+        put_file(f, "10-a.policy", "allow read secret:x uid:1\n", 0644);
+        uint64_t t0 = mono_msec();
+        assert_int_equal(load(f, &p, err, sizeof(err)), 0);
+        assert_true(mono_msec() - t0 >= FILE_QUIET_MSEC - 20); /* the file's ctime is coarse */
+        assert_int_equal(policy_rule_count(p), 1);
+}
+
+/* Read in the middle of an in-place rewrite (truncated, first half written,
+ * the rest 50 ms later): the load waits for the writer, and reads it whole. */
+static void test_load_during_rewrite_reads_whole(void **state) {
+        struct dirfx *f = *state;
+        _cleanup_policy_ struct policy *p = NULL;
+        char err[POLICY_ERR_MAX] = "", path[256], go;
+        const char *head = "allow read secret:x uid:1\n", *tail = "deny read secret:x uid:1\n";
+        int sync[2];
+
+        snprintf(path, sizeof(path), "%s/10-a.policy", f->dir);
+        put_file(f, "10-a.policy", "# old\n", 0644);
+        assert_int_equal(pipe(sync), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+                if (fd < 0 || write_all(fd, head, strlen(head)) < 0 || write(sync[1], "h", 1) != 1)
+                        _exit(1);
+                usleep(50000);
+                _exit(write_all(fd, tail, strlen(tail)) < 0);
+        }
+        close(sync[1]);
+        assert_int_equal(read(sync[0], &go, 1), 1); /* the first half is there */
+        close(sync[0]);
+        int rc = load(f, &p, err, sizeof(err)), ws = 0;
+        waitpid(child, &ws, 0);
+        assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+        assert_int_equal(rc, 0);
+        assert_int_equal(policy_rule_count(p), 2); /* the deny is there */
+}
+
 #define T(fn) cmocka_unit_test(fn)
 #define D(fn) cmocka_unit_test_setup_teardown(fn, dir_setup, dir_teardown)
 
@@ -886,6 +936,8 @@ int main(void) {
                 D(test_load_all_or_nothing),
                 D(test_load_huge_file),
                 D(test_load_too_many_rules),
+                D(test_load_waits_until_quiet),
+                D(test_load_during_rewrite_reads_whole),
                 T(test_default_deny),
                 T(test_deny_beats_allow),
                 T(test_first_allow_decides),
