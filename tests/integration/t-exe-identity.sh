@@ -1,0 +1,116 @@
+#!/bin/bash
+# exe: rules name a file, not a path string. Inside its own user and mount
+# namespace (unshare -Urm) a user can bind-mount their own program over a
+# root-owned path that a rule names and run it: /proc/PID/exe then shows that
+# path. cofferd must not grant such a process, must say why, and must record
+# the file that really ran. A caller in another mount or user namespace
+# matches no exe: rule unless allow_foreign_namespaces = yes, and even then
+# only when the path, looked up by cofferd, leads to the file it runs.
+. "$(dirname "$0")/lib.sh"
+
+need_root
+PY=/usr/bin/python3
+
+U=cftxe$$
+useradd -r -M -N -g nogroup -s /usr/sbin/nologin "$U" && CLEANUP_EXTRA="userdel $U 2>/dev/null"
+id "$U" >/dev/null 2>&1 || { echo "Bail out! useradd failed"; exit 1; }
+AS_U=(setpriv --reuid="$U" --regid="$(id -g "$U")" --init-groups)
+LIBS="$top_builddir/.libs"
+jfield() { "$PY" -c 'import json,sys; v=json.load(sys.stdin).get(sys.argv[1]); print("null" if v is None else v)' "$1"; }
+denied() {   # denied DESCRIPTION OBJECT HINT COMMAND...: a refused read (exit 5) that says why
+    local d=$1 o=$2 h=$3; shift 3
+    fails_with "$d" 5 "permission denied: read on $o is not allowed; run \`coffer policy explain read $o\` to see why.*$h" "$@"
+}
+
+# The programs the admin trusts, root-owned in a root-owned directory: the
+# CLI itself, and a stand-in for any other program (true).
+SYS=$(realpath "$T")/sys
+mkdir -m 0755 "$SYS"
+cp "$LIBS/coffer" "$SYS/coffer" && cp /usr/bin/true "$SYS/trusted" && chmod 0755 "$SYS/coffer" "$SYS/trusted" ||
+    { echo "Bail out! cannot copy the programs"; exit 1; }
+# The user's own code: a copy of the CLI in a directory of theirs.
+OWN=$(realpath "$T")/own
+mkdir -m 0755 "$OWN" && cp "$LIBS/coffer" "$OWN/mine" && chown -R "$U" "$OWN" || { echo "Bail out! no user dir"; exit 1; }
+export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+{
+    echo "allow read secret:cli/*   user:$U exe:$SYS/coffer"
+    echo "allow read secret:true/*  user:$U exe:$SYS/trusted"
+    echo "allow read secret:glob/*  user:$U exe:$SYS/tru*"
+} >"$POLICY_DIR/10-exe.policy"
+chmod 0644 "$POLICY_DIR/10-exe.policy"
+start_daemon || { echo "Bail out! cofferd did not start"; exit 1; }
+init_keyfile || { echo "Bail out! init failed"; exit 1; }
+for s in cli/a true/a glob/a; do
+    printf '%s-value' "$s" | "$COFFER" put "$s" >/dev/null 2>&1 || { echo "Bail out! root could not put $s"; exit 1; }
+done
+
+# The attack: in its own namespaces the user mounts their copy over the
+# trusted program and runs it under that name.
+# There root's socket is owned by the overflow uid: the CLI is told to
+# expect that (the user's own code would not check at all).
+NS_ENV=(env COFFER_DAEMON_USER="$(id -un 65534)")
+IMPOSTOR() {
+    "${AS_U[@]}" "${NS_ENV[@]}" unshare -Urm sh -c 't=$2; mount --bind "$1" "$t" && shift 2 && exec "$t" "$@"' _ \
+        "$OWN/mine" "$SYS/trusted" "$@"
+}
+# The trusted CLI itself, run in a user namespace (and a mount namespace).
+IN_USERNS() { "${AS_U[@]}" "${NS_ENV[@]}" unshare -Ur "$SYS/coffer" "$@"; }
+IN_MOUNTNS() { "${AS_U[@]}" "${NS_ENV[@]}" unshare -Urm "$SYS/coffer" "$@"; }
+if ! "${AS_U[@]}" unshare -Urm sh -c 'mount --bind "$1" "$2" && cmp -s "$1" "$2"' _ "$OWN/mine" "$SYS/trusted" 2>/dev/null; then
+    note "an unprivileged user cannot unshare -Urm and bind-mount here"
+    skip_all "needs unprivileged user and mount namespaces"
+fi
+MINE_ID=$(stat -c '%Hd:%Ld:%i' "$OWN/mine")
+SYS_ID=$(stat -c '%Hd:%Ld:%i' "$SYS/coffer")
+
+# ---- the normal case: the trusted program in the host's namespaces ----
+ok_out "the trusted CLI in the host's namespaces reads under its exe: rule" '^cli/a-value$' \
+    "${AS_U[@]}" "$SYS/coffer" get cli/a
+w=$("${AS_U[@]}" "$SYS/coffer" whoami --json 2>/dev/null)
+is "whoami shows the running file's device and inode" "$(printf '%s' "$w" | jfield exe_file)" "$SYS_ID"
+is "whoami: the path names that file" "$(printf '%s' "$w" | jfield exe_verified)" True
+is "whoami: in the host's namespaces" "$(printf '%s' "$w" | jfield foreign_namespace)" False
+denied "another program (the user's copy) is not the one the rule names" secret:cli/a '' \
+    "${AS_U[@]}" "$OWN/mine" get cli/a
+
+# ---- the attack ----
+denied "a copy bind-mounted over a path an exe: rule names is refused" secret:true/a 'another mount or user namespace' \
+    IMPOSTOR get true/a
+denied "... also under an exe: glob" secret:glob/a 'another mount or user namespace' IMPOSTOR get glob/a
+w=$(IMPOSTOR whoami --json 2>/dev/null)
+is "whoami of the impostor shows the path it claims" "$(printf '%s' "$w" | jfield exe)" "$SYS/trusted"
+is "... the file it really runs" "$(printf '%s' "$w" | jfield exe_file)" "$MINE_ID"
+is "... that the path does not name that file" "$(printf '%s' "$w" | jfield exe_verified)" False
+is "... and a foreign namespace" "$(printf '%s' "$w" | jfield foreign_namespace)" True
+ok_out "whoami's text says so" '^namespace: +foreign' IMPOSTOR whoami
+rec=$(grep '"op":"get","object":"secret:true/a"' "$T/audit.log" | tail -1)
+check "the audit record of the refused read names the file that ran" \
+    grep -qF "\"exe\":\"$SYS/trusted\",\"exe_file\":\"$MINE_ID\",\"exe_unverified\":true,\"foreign_ns\":true" \
+    <<<"$rec"
+check "... and records the denial" grep -qF '"decision":"deny"' <<<"$rec"
+
+# ---- the trusted program itself, in another namespace ----
+denied "the trusted CLI in a user namespace matches no exe: rule by default" secret:cli/a 'another mount or user namespace' \
+    IN_USERNS get cli/a
+denied "... nor in a mount namespace" secret:cli/a 'another mount or user namespace' IN_MOUNTNS get cli/a
+
+# ---- allow_foreign_namespaces = yes: the path must still lead to the running file ----
+printf 'allow_foreign_namespaces = yes\n' >"$T/foreign.conf"
+chmod 0644 "$T/foreign.conf"
+stop_daemon
+start_daemon --config "$T/foreign.conf" || { echo "Bail out! cofferd did not start with the opt-in"; exit 1; }
+unseal_keyfile || { echo "Bail out! unseal failed"; exit 1; }
+ok_out "allowed: the trusted CLI in a user namespace reads" '^cli/a-value$' IN_USERNS get cli/a
+ok_out "allowed: ... and in a mount namespace" '^cli/a-value$' IN_MOUNTNS get cli/a
+denied "allowed: the bind-mounted copy is still refused (the path names another file)" secret:true/a \
+    'the file at its path, as cofferd sees it, is not the one it runs' IMPOSTOR get true/a
+denied "allowed: ... also under a glob" secret:glob/a 'is not the one it runs' IMPOSTOR get glob/a
+ok_out "the normal case is unchanged" '^cli/a-value$' "${AS_U[@]}" "$SYS/coffer" get cli/a
+
+printf 'allow_foreign_namespaces = maybe\n' >"$T/bad.conf"
+chmod 0644 "$T/bad.conf"
+fails_with "allow_foreign_namespaces takes yes or no" 1 "invalid value for 'allow_foreign_namespaces'" \
+    "$COFFERD" --config "$T/bad.conf" --state-dir "$T/state-bad" --socket "$T/bad.sock" --policy-dir "$POLICY_DIR"
+
+done_testing
