@@ -95,6 +95,67 @@ denied "the trusted CLI in a user namespace matches no exe: rule by default" sec
     IN_USERNS get cli/a
 denied "... nor in a mount namespace" secret:cli/a 'another mount or user namespace' IN_MOUNTNS get cli/a
 
+# ---- the re-check: the same path, another file ----
+# A process that connected as the trusted program, then made its own
+# namespaces, mounted its copy over that path and exec'd it there (keeping
+# the connection) runs another file under the same path.
+cp /usr/bin/python3 "$SYS/py" && chmod 0755 "$SYS/py" && cp /usr/bin/python3 "$OWN/py" && chown "$U" "$OWN/py" ||
+    { echo "Bail out! cannot copy python"; exit 1; }
+cat >"$T/swap.py" <<'PYEOF'
+import ctypes, os, socket, struct, sys
+
+def get(s, name):
+    b = name.encode()
+    body = struct.pack(">BBI", 1, 2, len(b)) + b           # T_NAME, string
+    s.sendall(struct.pack(">IHHII", 0x434f4652, 1, 17, 1, len(body)) + body)  # OP_GET
+    def rd(n):
+        buf = b""
+        while len(buf) < n:
+            c = s.recv(n - len(buf))
+            if not c:
+                raise SystemExit("eof")
+            buf += c
+        return buf
+    op, n = struct.unpack(">IHHII", rd(16))[2::2]
+    body, i, code = rd(n), 0, 0
+    while i + 6 <= len(body):
+        tag, typ, ln = struct.unpack(">BBI", body[i:i + 6])
+        if tag == 8 and typ == 1:                          # T_ERR_CODE
+            code = struct.unpack(">Q", body[i + 6:i + 14])[0]
+        i += 6 + ln
+    return "ok" if op != 0xffff else "errno=%d" % code
+
+if sys.argv[1] == "connect":
+    path, name, own, target = sys.argv[2:6]
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    print("before:", get(s, name), flush=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(0x10000000 | 0x00020000) != 0:          # CLONE_NEWUSER | CLONE_NEWNS
+        raise SystemExit("unshare: errno %d" % ctypes.get_errno())
+    for f, v in (("setgroups", "deny"), ("uid_map", "0 %d 1" % uid), ("gid_map", "0 %d 1" % gid)):
+        with open("/proc/self/" + f, "w") as fh:
+            fh.write(v)
+    if own != "-" and libc.mount(own.encode(), target.encode(), None, 4096, None) != 0:  # MS_BIND
+        raise SystemExit("mount: errno %d" % ctypes.get_errno())
+    os.set_inheritable(s.fileno(), True)
+    os.execv(target, [target, __file__, "after", str(s.fileno()), name])
+else:
+    s = socket.socket(fileno=int(sys.argv[2]))
+    print("after:", get(s, sys.argv[3]), flush=True)
+PYEOF
+chmod 0644 "$T/swap.py"
+echo "allow read secret:py/*    user:$U exe:$SYS/py" >>"$POLICY_DIR/10-exe.policy"
+ok "policy reload adds the python rule" "$COFFER" policy reload
+printf 'py-value' | "$COFFER" put py/a >/dev/null 2>&1 || { echo "Bail out! root could not put py/a"; exit 1; }
+out=$("${AS_U[@]}" "$SYS/py" "$T/swap.py" connect "$COFFER_SOCKET" py/a "$OWN/py" "$SYS/py" 2>&1)
+is "re-check: the file swapped under the same path after connecting is refused" "$out" "before: ok
+after: errno=3"   # ESRCH: "changed its executable or unit since it connected"
+out=$("${AS_U[@]}" "$SYS/py" "$T/swap.py" connect "$COFFER_SOCKET" py/a - "$SYS/py" 2>&1)
+is "re-check: the same file exec'd again (in other namespaces) still reads" "$out" "before: ok
+after: ok"
+
 # ---- allow_foreign_namespaces = yes: the path must still lead to the running file ----
 printf 'allow_foreign_namespaces = yes\n' >"$T/foreign.conf"
 chmod 0644 "$T/foreign.conf"
