@@ -5,7 +5,9 @@
 # path. cofferd must not grant such a process, must say why, and must record
 # the file that really ran. A caller in another mount or user namespace
 # matches no exe: rule unless allow_foreign_namespaces = yes, and even then
-# only when the path, looked up by cofferd, leads to the file it runs.
+# only when the path, looked up by cofferd, leads to the file it runs. The
+# re-check compares the file, and "the host's" namespaces are PID 1's, also
+# for a daemon with mounts of its own.
 . "$(dirname "$0")/lib.sh"
 
 need_root
@@ -168,6 +170,38 @@ denied "allowed: the bind-mounted copy is still refused (the path names another 
     'the file at its path, as cofferd sees it, is not the one it runs' IMPOSTOR get true/a
 denied "allowed: ... also under a glob" secret:glob/a 'is not the one it runs' IMPOSTOR get glob/a
 ok_out "the normal case is unchanged" '^cli/a-value$' "${AS_U[@]}" "$SYS/coffer" get cli/a
+
+# ---- a daemon with mounts of its own (cofferd.service: PrivateMounts=) ----
+# Callers are compared with PID 1's namespaces, not the daemon's: in a PID
+# namespace of our own, PID 1 is the shell that starts the daemon in a mount
+# namespace of its own and runs the callers in its own.
+stop_daemon
+export COFFERD T POLICY_DIR SYS OWN U NS_ENV_USER="$(id -un 65534)"
+PM_SOCK=$T/pm.sock
+export PM_SOCK
+pm_run() {
+    unshare --pid --fork --mount-proc sh -c '
+        unshare -m "$COFFERD" --state-dir "$T/state" --socket "$PM_SOCK" --audit-log "$T/audit.log" \
+            --policy-dir "$POLICY_DIR" >>"$T/cofferd.log" 2>&1 &
+        i=0; while [ ! -S "$PM_SOCK" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+        as="setpriv --reuid=$U --regid=$(id -g "$U") --init-groups"
+        COFFER_SOCKET=$PM_SOCK $as "$SYS/coffer" whoami --json
+        COFFER_SOCKET=$PM_SOCK COFFER_DAEMON_USER=$NS_ENV_USER $as unshare -Urm sh -c \
+            "mount --bind \"\$1\" \"\$2\" && exec \"\$2\" whoami --json" _ "$OWN/mine" "$SYS/trusted"
+        kill $! 2>/dev/null; wait' 2>&1
+}
+if unshare --pid --fork --mount-proc true 2>/dev/null; then
+    out=$(pm_run)
+    host=$(printf '%s\n' "$out" | sed -n 1p) impostor=$(printf '%s\n' "$out" | sed -n 2p)
+    is "private mounts: a caller in PID 1's namespaces is not foreign" \
+        "$(printf '%s' "$host" | jfield foreign_namespace) $(printf '%s' "$host" | jfield exe_verified)" "False True"
+    is "private mounts: the impostor still is, and unverified" \
+        "$(printf '%s' "$impostor" | jfield foreign_namespace) $(printf '%s' "$impostor" | jfield exe_verified)" \
+        "True False"
+else
+    skip "private mounts: a caller in PID 1's namespaces is not foreign" "cannot make a PID namespace"
+    skip "private mounts: the impostor still is, and unverified" "cannot make a PID namespace"
+fi
 
 printf 'allow_foreign_namespaces = maybe\n' >"$T/bad.conf"
 chmod 0644 "$T/bad.conf"
