@@ -144,7 +144,8 @@ static const char *unproven_hint(const struct request *r, const struct pol_decis
                 return "";
         if (ops_foreign_distrusted(r))
                 return " (your process runs in another mount or user namespace than the host's, where exe: and unit: "
-                       "rules do not match; run it outside that namespace)";
+                       "rules do not match; run it outside that namespace, or ask the admin about "
+                       "allow_foreign_namespaces in cofferd(8))";
         if (dec->depends_on_exe && !r->peer->exe_verified)
                 return " (exe: rules do not match your process: the file at its path, as cofferd sees it, is not the "
                        "one it runs)";

@@ -304,9 +304,8 @@ int peer_recheck(const struct peer *p) {
 }
 
 const char *peer_exe_file(const struct peer *p, char *buf, size_t n) {
-        if (!p->exe_known)
-                snprintf(buf, n, "%s", "");
-        else
+        buf[0] = 0;
+        if (p->exe_known)
                 snprintf(buf, n, "%u:%u:%llu", major(p->exe_dev), minor(p->exe_dev), (unsigned long long) p->exe_ino);
         return buf;
 }

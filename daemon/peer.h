@@ -51,6 +51,6 @@ int peer_still_same(const struct peer *p);
 int peer_recheck(const struct peer *p);
 void peer_release(struct peer *p);
 #define PEER_EXE_FILE_MAX 64
-/* "MAJOR:MINOR:INODE" of the running file, "" if unknown; returns buf. */
+/* "MAJOR:MINOR:INODE" of the running file, "" if unknown; returns buf (n > 0). */
 const char *peer_exe_file(const struct peer *p, char *buf, size_t n);
 bool peer_in_group(const struct peer *p, gid_t gid);
