@@ -69,6 +69,10 @@ int cmd_whoami(struct cli *cli, int argc, char **argv) {
                         printf("%s%u", i ? "," : "", id.groups[i]);
                 printf("],\"exe\":");
                 json_string(stdout, id.exe, strlen(id.exe));
+                printf(",\"exe_file\":");
+                json_string(stdout, id.exe_file, strlen(id.exe_file));
+                printf(",\"exe_verified\":%s,\"foreign_namespace\":%s", id.exe_verified ? "true" : "false",
+                       id.foreign_namespace ? "true" : "false");
                 printf(",\"unit\":");
                 json_string(stdout, id.unit, strlen(id.unit));
                 if (id.audit_session == UINT32_MAX)
@@ -83,8 +87,13 @@ int cmd_whoami(struct cli *cli, int argc, char **argv) {
         printf("user:          %s (uid %u, gid %u)\ngroups:       ", id.user, id.uid, id.gid);
         for (uint32_t i = 0; i < id.ngroups; i++)
                 printf(" %u", id.groups[i]);
-        printf("\npid:           %u (pinned by %s)\nexe:           %s\nunit:          %s\n", id.pid, id.pin,
-               id.exe[0] ? id.exe : "-", id.unit[0] ? id.unit : "-");
+        printf("\npid:           %u (pinned by %s)\nexe:           %s\n", id.pid, id.pin, id.exe[0] ? id.exe : "-");
+        printf("exe file:      %s%s\n", id.exe_file[0] ? id.exe_file : "-",
+               !id.exe_file[0] || id.exe_verified ? "" : " (not the file at that path: exe: rules do not match)");
+        if (id.foreign_namespace)
+                printf("namespace:     foreign (another mount or user namespace: exe: and unit: rules do not match "
+                       "unless cofferd allows it)\n");
+        printf("unit:          %s\n", id.unit[0] ? id.unit : "-");
         if (id.audit_session == UINT32_MAX)
                 printf("audit session: -\n");
         else

@@ -620,6 +620,9 @@ COFFER_API int coffer_whoami(coffer *c, coffer_identity *id) {
         wire_get_str(&r.msg, T_UNIT, id->unit, sizeof(id->unit));
         wire_get_str(&r.msg, T_LOGIN_SESSION, id->login_session, sizeof(id->login_session));
         wire_get_str(&r.msg, T_PIDFD_KIND, id->pin, sizeof(id->pin));
+        wire_get_str(&r.msg, T_EXE_FILE, id->exe_file, sizeof(id->exe_file));
+        if (wire_get_u64(&r.msg, T_EXE_VERIFIED, &v) == 0) id->exe_verified = v != 0;
+        if (wire_get_u64(&r.msg, T_FOREIGN_NS, &v) == 0) id->foreign_namespace = v != 0;
         if (wire_get_bytes(&r.msg, T_GROUPS, &p, &n) == 0) {
                 struct wire_reader rd;
                 wire_reader_init(&rd, p, n);

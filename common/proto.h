@@ -107,6 +107,9 @@ enum proto_tag {
         T_WANT_TOKENS   = 61, /* u64 bool */
         T_SID           = 62, /* string: a token's coffer session lease id */
         T_NBF           = 63, /* u64: a token's not-before */
+        T_EXE_FILE      = 64, /* string: the running file, "MAJOR:MINOR:INODE"; "" = unknown */
+        T_EXE_VERIFIED  = 65, /* u64 bool: EXE, looked up by the daemon, names that file */
+        T_FOREIGN_NS    = 66, /* u64 bool: another mount or user namespace than the host's */
 };
 
 /* Names: 1..PROTO_NAME_MAX bytes of [A-Za-z0-9._-], segments separated by

@@ -643,11 +643,19 @@ static void journal_request(const struct audit_event *ev, const char *result) {
 /* The peer's strings are fixed arrays: bounded by their size even if a bug
  * left one unterminated. */
 static void put_peer(struct line *l, const struct peer *p) {
+        char file[PEER_EXE_FILE_MAX];
         if (!p)
                 return;
         putf(l, ",\"uid\":%u,\"gid\":%u,\"pid\":%ld", (unsigned) p->uid, (unsigned) p->gid, (long) p->pid);
         put_str(l, "user", p->user, sizeof(p->user) - 1);
         put_str(l, "exe", p->exe, sizeof(p->exe) - 1 < EXE_MAX_IN ? sizeof(p->exe) - 1 : EXE_MAX_IN);
+        /* The path is the caller's view; the file is what ran. Flags, as
+         * "truncated", only when they hold. */
+        put_str(l, "exe_file", peer_exe_file(p, file, sizeof(file)), sizeof(file) - 1);
+        if (!p->exe_verified)
+                put_lit(l, ",\"exe_unverified\":true");
+        if (p->foreign_ns)
+                put_lit(l, ",\"foreign_ns\":true");
         put_str(l, "unit", p->unit, sizeof(p->unit) - 1);
         if (p->audit_session == UINT32_MAX)
                 put_lit(l, ",\"audit_session\":null");

@@ -105,6 +105,13 @@ static int set_unit_globs(char *dst, size_t n, const char *v) {
         return strcpy_bounded(dst, n, v) ? 0 : -EINVAL;
 }
 
+static int set_bool(bool *dst, const char *v) {
+        if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0)
+                return -EINVAL;
+        *dst = strcmp(v, "yes") == 0;
+        return 0;
+}
+
 static int apply(struct config *c, const char *k, const char *v) {
         if (strcmp(k, "socket") == 0)
                 return set_string(c->socket, sizeof(c->socket), v);
@@ -134,6 +141,8 @@ static int apply(struct config *c, const char *k, const char *v) {
                 return strcpy_bounded(c->creds_map, sizeof(c->creds_map), v) ? 0 : -EINVAL;
         if (strcmp(k, "creds_containers") == 0)
                 return set_unit_globs(c->creds_containers, sizeof(c->creds_containers), v);
+        if (strcmp(k, "allow_foreign_namespaces") == 0)
+                return set_bool(&c->allow_foreign_namespaces, v);
         if (strcmp(k, "token_issuer") == 0)
                 return set_string(c->token_issuer, sizeof(c->token_issuer), v);
         if (strcmp(k, "session_ttl") == 0)

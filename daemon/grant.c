@@ -273,6 +273,10 @@ int process_grant_redeem(struct request *r) {
                 return ops_fail(r, -EACCES, "permission denied: this grant is for user %s, not %s", g.for_user,
                                 r->peer->user);
         if (g.for_unit[0]) {
+                if (ops_foreign_distrusted(r))
+                        return ops_fail(r, -EACCES, "permission denied: this grant is for units matching %s; your "
+                                                    "process runs in another mount or user namespace than the "
+                                                    "host's, where units are not trusted", g.for_unit);
                 if (!r->peer->unit[0] || !policy_glob_match(g.for_unit, r->peer->unit))
                         return ops_fail(r, -EACCES, "permission denied: this grant is for units matching %s; "
                                                     "you run in %s", g.for_unit,

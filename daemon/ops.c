@@ -69,7 +69,15 @@ static int minute_of_day(void) {
         return tm.tm_hour * 60 + tm.tm_min;
 }
 
-static void subject_of(const struct peer *p, struct pol_subject *s) {
+/* In another namespace exe and unit are what its owner made them (a user
+ * can mount their own program over any path; a container's root names its
+ * units): they prove nothing unless the admin says they do. */
+bool ops_foreign_distrusted(const struct request *r) {
+        return r->peer->foreign_ns && !r->d->cfg.allow_foreign_namespaces;
+}
+
+static void subject_of(const struct request *r, struct pol_subject *s) {
+        const struct peer *p = r->peer;
         *s = (struct pol_subject){
                 .uid = p->uid,
                 .gid = p->gid,
@@ -77,6 +85,8 @@ static void subject_of(const struct peer *p, struct pol_subject *s) {
                 .ngroups = p->ngroups,
                 .exe = p->exe,
                 .unit = p->unit,
+                .exe_unverified = !p->exe_verified || ops_foreign_distrusted(r),
+                .unit_unverified = ops_foreign_distrusted(r),
                 .minute_of_day = minute_of_day(),
         };
 }
@@ -96,7 +106,7 @@ static int decide(struct request *r, enum pol_action a, const char *object, stru
                 *dec = (struct pol_decision){ .allow = true, .rule = "builtin:daemon-uid" };
                 return 1;
         }
-        subject_of(r->peer, &s);
+        subject_of(r, &s);
         s.in_login_session = in_session(r);
         int rc = policy_eval(r->d->policy, &s, a, object, dec);
         if (rc < 0)
@@ -134,6 +144,20 @@ bool ops_is_admin(struct request *r, const char *object) {
         return decide(r, POL_ADMIN, object, &dec) > 0;
 }
 
+/* Why exe: / unit: rules did not match, when they might have. */
+static const char *unproven_hint(const struct request *r, const struct pol_decision *dec) {
+        if (dec->file || (!dec->depends_on_exe && !dec->depends_on_unit))
+                return "";
+        if (ops_foreign_distrusted(r))
+                return " (your process runs in another mount or user namespace than the host's, where exe: and unit: "
+                       "rules do not match; run it outside that namespace, or ask the admin about "
+                       "allow_foreign_namespaces in cofferd(8))";
+        if (dec->depends_on_exe && !r->peer->exe_verified)
+                return " (exe: rules do not match your process: the file at its path, as cofferd sees it, is not the "
+                       "one it runs)";
+        return "";
+}
+
 int ops_authorize(struct request *r, enum pol_action a, const char *object, struct pol_decision *out) {
         struct pol_decision dec = { 0 };
         int rc = decide(r, a, object, &dec);
@@ -150,7 +174,8 @@ int ops_authorize(struct request *r, enum pol_action a, const char *object, stru
                 return fail(r, rc, "policy evaluation failed: %s", strerror(-rc));
         if (rc == 0)
                 return fail(r, -EACCES, "permission denied: %s on %s is not allowed; run `coffer policy explain %s %s` "
-                                        "to see why", pol_action_to_string(a), object, pol_action_to_string(a), object);
+                                        "to see why%s", pol_action_to_string(a), object, pol_action_to_string(a), object,
+                            unproven_hint(r, &dec));
         return 0;
 }
 
@@ -420,6 +445,7 @@ static int process_destroy(struct request *r) {
 static int process_whoami(struct request *r) {
         const struct peer *p = r->peer;
         struct wire_writer g;
+        char file[PEER_EXE_FILE_MAX];
         set_object(r, "identity", "self");
         wire_writer_init(&g);
         for (uint32_t i = 0; i < p->ngroups; i++)
@@ -431,6 +457,9 @@ static int process_whoami(struct request *r) {
         wire_put_str(r->out, T_USER, p->user);
         wire_put_str(r->out, T_EXE, p->exe);
         wire_put_str(r->out, T_UNIT, p->unit);
+        wire_put_str(r->out, T_EXE_FILE, peer_exe_file(p, file, sizeof(file)));
+        wire_put_u64(r->out, T_EXE_VERIFIED, p->exe_verified);
+        wire_put_u64(r->out, T_FOREIGN_NS, p->foreign_ns);
         wire_put_u64(r->out, T_AUDIT_SESSION, p->audit_session);
         wire_put_str(r->out, T_LOGIN_SESSION, p->login_session);
         wire_put_str(r->out, T_PIDFD_KIND, p->pin == PEER_PIN_PEERPIDFD ? "SO_PEERPIDFD" : "pidfd_open");

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,21 +131,95 @@ static void read_user(struct peer *p) {
                 snprintf(p->user, sizeof(p->user), "%u", (unsigned) p->uid);
 }
 
+/* Device and inode only, from what the kernel has cached: a FUSE file
+ * system is not asked (its server could stall the daemon). */
+static bool file_id(int dirfd, const char *path, dev_t *dev, ino_t *ino) {
+        struct statx stx;
+        if (statx(dirfd, path, AT_STATX_DONT_SYNC, STATX_INO, &stx) < 0 || !(stx.stx_mask & STATX_INO))
+                return false;
+        *dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+        *ino = (ino_t) stx.stx_ino;
+        return true;
+}
+
+/* The running file, as the kernel holds it for the process: the magic link
+ * resolves to that file, not to whatever its path names now. */
+static void read_exe_file(struct peer *p, int dirfd) {
+        p->exe_known = file_id(dirfd, "exe", &p->exe_dev, &p->exe_ino);
+}
+
+/* /proc/PID/exe shows the path in the process's mount namespace, where a
+ * user can mount their own program over a root-owned path: the path names
+ * the running file only if, looked up here, it leads to that file. */
+static bool exe_path_verified(const struct peer *p) {
+        dev_t dev;
+        ino_t ino;
+        return p->exe_known && p->exe[0] == '/' && file_id(AT_FDCWD, p->exe, &dev, &ino) && dev == p->exe_dev &&
+               ino == p->exe_ino;
+}
+
+struct ns_ids {
+        dev_t dev[2];
+        ino_t ino[2];
+};
+
+static bool read_ns(int dirfd, struct ns_ids *n) {
+        static const char *const names[2] = { "ns/mnt", "ns/user" };
+        for (int i = 0; i < 2; i++)
+                if (!file_id(dirfd, names[i], &n->dev[i], &n->ino[i]))
+                        return false;
+        return true;
+}
+
+/* The namespaces policy paths and units mean something in: the host's, as
+ * PID 1 has them (cofferd.service gives the daemon private mounts), or the
+ * daemon's own where PID 1's cannot be read. Read once. */
+static const struct ns_ids *host_ns(void) {
+        static struct ns_ids host;
+        static int state; /* 0 not read yet, 1 read, -1 unreadable */
+        if (state == 0) {
+                _cleanup_close_ int init = open("/proc/1", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_close_ int self = open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                state = (init >= 0 && read_ns(init, &host)) || (self >= 0 && read_ns(self, &host)) ? 1 : -1;
+        }
+        return state > 0 ? &host : NULL;
+}
+
+/* Unreadable namespaces count as foreign: in doubt, exe and unit mean nothing. */
+static bool in_foreign_ns(int dirfd) {
+        const struct ns_ids *host = host_ns();
+        struct ns_ids ns;
+        if (!host || !read_ns(dirfd, &ns))
+                return true;
+        for (int i = 0; i < 2; i++)
+                if (ns.dev[i] != host->dev[i] || ns.ino[i] != host->ino[i])
+                        return true;
+        return false;
+}
+
+static void read_unit(struct peer *p) {
+        char *s = NULL;
+        if (sd_pid_get_unit(p->pid, &s) >= 0)
+                strcpy_bounded(p->unit, sizeof(p->unit), s);
+        free(s);
+}
+
 static void read_proc(struct peer *p, int dirfd) {
         char buf[64];
+        read_exe_file(p, dirfd);
         ssize_t n = readlinkat(dirfd, "exe", p->exe, sizeof(p->exe) - 1);
         p->exe[n > 0 ? n : 0] = 0;
+        p->exe_verified = exe_path_verified(p);
+        p->foreign_ns = in_foreign_ns(dirfd);
         p->audit_session = UINT32_MAX;
         if (read_small(dirfd, "sessionid", buf, sizeof(buf)) == 0) {
                 uint64_t v;
                 if (parse_u64(buf, 0, UINT32_MAX, &v) == 0)
                         p->audit_session = (uint32_t) v;
         }
+        read_unit(p);
         char *s = NULL;
-        if (sd_pid_get_unit(p->pid, &s) >= 0)
-                strcpy_bounded(p->unit, sizeof(p->unit), s);
-        free(s);
-        s = NULL;
         if (sd_pid_get_session(p->pid, &s) >= 0)
                 strcpy_bounded(p->login_session, sizeof(p->login_session), s);
         free(s);
@@ -217,11 +293,21 @@ int peer_recheck(const struct peer *p) {
         _cleanup_close_ int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0 || peer_still_same(p) < 0)
                 return -ESRCH;
-        read_proc(&now, dirfd);
-        if (strcmp(now.exe, p->exe) != 0 || strcmp(now.unit, p->unit) != 0)
+        /* The file, not its path: the same path can name another file. */
+        read_exe_file(&now, dirfd);
+        read_unit(&now);
+        if (now.exe_known != p->exe_known || now.exe_dev != p->exe_dev || now.exe_ino != p->exe_ino ||
+            strcmp(now.unit, p->unit) != 0)
                 return -ESRCH;
         /* Alive after the reads: they were of this process. */
         return peer_still_same(p);
+}
+
+const char *peer_exe_file(const struct peer *p, char *buf, size_t n) {
+        buf[0] = 0;
+        if (p->exe_known)
+                snprintf(buf, n, "%u:%u:%llu", major(p->exe_dev), minor(p->exe_dev), (unsigned long long) p->exe_ino);
+        return buf;
 }
 
 void peer_release(struct peer *p) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -24,6 +25,16 @@ struct peer {
         enum peer_pin pin;
         uint64_t start_time;       /* /proc/PID/stat field 22, clock ticks since boot */
         char exe[4096];            /* "" if unreadable */
+        /* The running file (stat of /proc/PID/exe, captured at connect):
+         * what the re-check compares, whatever path it is seen under. */
+        bool exe_known;
+        dev_t exe_dev;
+        ino_t exe_ino;
+        /* exe, looked up as the daemon sees the file system, is that file. */
+        bool exe_verified;
+        /* Another mount or user namespace than the host's (PID 1's), or not
+         * known: exe and unit mean what that namespace makes them mean. */
+        bool foreign_ns;
         char unit[256];            /* systemd unit, "" if none */
         uint32_t audit_session;    /* /proc/PID/sessionid; UINT32_MAX = unset */
         char login_session[64];    /* sd_pid_get_session, "" if none */
@@ -35,8 +46,11 @@ struct peer {
 int peer_from_socket(struct peer *p, int fd);
 /* Re-check that the pinned process is still alive and the same one. */
 int peer_still_same(const struct peer *p);
-/* The same process, still running the same executable in the same unit:
- * for decisions that depend on exe or unit. -ESRCH otherwise. */
+/* The same process, still running the same file (device and inode) in the
+ * same unit: for decisions that depend on exe or unit. -ESRCH otherwise. */
 int peer_recheck(const struct peer *p);
 void peer_release(struct peer *p);
+#define PEER_EXE_FILE_MAX 64
+/* "MAJOR:MINOR:INODE" of the running file, "" if unknown; returns buf (n > 0). */
+const char *peer_exe_file(const struct peer *p, char *buf, size_t n);
 bool peer_in_group(const struct peer *p, gid_t gid);

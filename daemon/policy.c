@@ -881,6 +881,16 @@ static bool has(const struct pol_rule *r, enum term t) {
         return r->terms & (1u << t);
 }
 
+/* unit: and exe:. In doubt a deny rule takes the caller at its word and an
+ * allow rule does not. */
+static bool weak_terms_hold(const struct pol_rule *r, const struct pol_subject *s) {
+        if (has(r, TERM_UNIT) && (!glob_any(&r->units, s->unit) || (!r->deny && s->unit_unverified)))
+                return false;
+        if (has(r, TERM_EXE) && (!glob_any(&r->exes, s->exe) || (!r->deny && s->exe_unverified)))
+                return false;
+        return true;
+}
+
 /* The rule's object and terms; exe and unit last, so MATCH_WEAK_NO means
  * "would match with another exe or unit". */
 static enum rule_match rule_match(const struct pol_rule *r, const struct pol_subject *s, const char *object) {
@@ -892,8 +902,7 @@ static enum rule_match rule_match(const struct pol_rule *r, const struct pol_sub
         if (r->object && (strncmp(object, r->object, r->kind_len) != 0 ||
                           !policy_glob_match(r->object + r->kind_len, object + r->kind_len)))
                 return MATCH_NO;
-        if ((has(r, TERM_UNIT) && !glob_any(&r->units, s->unit)) ||
-            (has(r, TERM_EXE) && !glob_any(&r->exes, s->exe)))
+        if (!weak_terms_hold(r, s))
                 return MATCH_WEAK_NO;
         return MATCH_YES;
 }

@@ -37,6 +37,11 @@ struct pol_subject {
         size_t ngroups;
         const char *exe;     /* /proc/PID/exe path, "" if unknown */
         const char *unit;    /* systemd unit, "" if none */
+        /* Not proven (the path does not name the running file, the caller is
+         * in another namespace): an allow rule's exe: / unit: term does not
+         * match; a deny rule's still does, on the caller's word. */
+        bool exe_unverified;
+        bool unit_unverified;
         bool in_login_session;
         int minute_of_day;   /* local time, 0..1439 (passed in so tests are deterministic);
                               * outside that range no time: term matches */

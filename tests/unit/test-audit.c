@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <sodium.h>
@@ -44,7 +45,8 @@ static int setup(void **state) {
         snprintf(f->path, sizeof(f->path), "%s/audit.log", f->dir);
         randombytes_buf(f->mac_key, sizeof(f->mac_key));
         crypto_box_keypair(f->box_pk, f->box_sk);
-        f->peer = (struct peer){ .uid = 1000, .gid = 1000, .pid = 4242, .pidfd = -1, .audit_session = 7 };
+        f->peer = (struct peer){ .uid = 1000, .gid = 1000, .pid = 4242, .pidfd = -1, .audit_session = 7,
+                                 .exe_known = true, .exe_dev = makedev(8, 1), .exe_ino = 4711, .exe_verified = true };
         strcpy(f->peer.user, "alice");
         strcpy(f->peer.exe, "/usr/bin/python3");
         strcpy(f->peer.unit, "session-7.scope");
@@ -227,7 +229,7 @@ static void test_record_fields(void **state) {
         assert_non_null(strstr(f->line[1], "\"event\":\"request\",\"op\":\"get\",\"object\":\"secret:x\","
                                            "\"decision\":\"deny\",\"rule\":\"test\",\"result\":\"ENOENT\","
                                            "\"version\":42,\"uid\":1000,\"gid\":1000,\"pid\":4242,\"user\":\"alice\","
-                                           "\"exe\":\"/usr/bin/python3\",\"unit\":\"session-7.scope\","
+                                           "\"exe\":\"/usr/bin/python3\",\"exe_file\":\"8:1:4711\",\"unit\":\"session-7.scope\","
                                            "\"audit_session\":7,\"login_session\":\"7\",\"prev\":\""));
         assert_non_null(strstr(f->line[2], "\"object\":null,\"decision\":\"deny\",\"rule\":null,"
                                            "\"result\":\"EACCES\",\"version\":42,\"prev\":"));
@@ -247,6 +249,8 @@ static void test_unset_peer_fields(void **state) {
         struct audit_event ev = event(f, "get", NULL);
         f->peer.audit_session = UINT32_MAX;
         f->peer.unit[0] = f->peer.login_session[0] = f->peer.exe[0] = 0;
+        f->peer.exe_known = f->peer.exe_verified = false;
+        f->peer.foreign_ns = true;
         ev.version = 0;
         ev.rule = NULL;
         assert_int_equal(audit_open(&a, f->path, f->box_pk), 0);
@@ -254,7 +258,8 @@ static void test_unset_peer_fields(void **state) {
         audit_close(a);
         assert_true(file_contains(f, "\"object\":null,\"decision\":\"allow\",\"rule\":null,\"result\":\"ok\","
                                      "\"version\":null,\"uid\":1000,\"gid\":1000,\"pid\":4242,\"user\":\"alice\","
-                                     "\"exe\":\"\",\"unit\":\"\",\"audit_session\":null,\"login_session\":\"\",\"prev\":\""));
+                                     "\"exe\":\"\",\"exe_file\":\"\",\"exe_unverified\":true,\"foreign_ns\":true,"
+                                     "\"unit\":\"\",\"audit_session\":null,\"login_session\":\"\",\"prev\":\""));
         assert_int_equal(verify(f, &rep), 0);
         assert_int_equal(rep.records, 2);
 }

@@ -755,6 +755,43 @@ static void test_exe_unit_unknown_never_match(void **state) {
         assert_true(allowed(p, &s, POL_READ, "secret:u"));
 }
 
+/* An exe or unit the daemon could not prove (the path names another file,
+ * another namespace) grants nothing, but a deny rule still takes it. */
+static void test_exe_unit_unverified(void **state) {
+        _cleanup_policy_ struct policy *p = parse_ok("allow read secret:e/* exe:/usr/bin/true uid:1\n"
+                                                     "allow read secret:u/* unit:cron.service uid:1\n"
+                                                     "deny read secret:e/no exe:/usr/bin/true\n"
+                                                     "deny read secret:u/no unit:cron.service\n"
+                                                     "allow read secret:*/no uid:1\n");
+        struct pol_subject s = subj(1, 1);
+        struct pol_decision d;
+
+        s.exe = "/usr/bin/true";
+        s.unit = "cron.service";
+        assert_true(allowed(p, &s, POL_READ, "secret:e/a"));
+        assert_true(allowed(p, &s, POL_READ, "secret:u/a"));
+
+        s.exe_unverified = true;
+        d = eval(p, &s, POL_READ, "secret:e/a");
+        assert_false(d.allow);
+        assert_null(d.file);
+        assert_true(d.depends_on_exe);
+        assert_true(allowed(p, &s, POL_READ, "secret:u/a"));
+        d = eval(p, &s, POL_READ, "secret:e/no");
+        assert_false(d.allow);
+        assert_non_null(d.file);
+
+        s.exe_unverified = false;
+        s.unit_unverified = true;
+        assert_true(allowed(p, &s, POL_READ, "secret:e/a"));
+        d = eval(p, &s, POL_READ, "secret:u/a");
+        assert_false(d.allow);
+        assert_true(d.depends_on_unit);
+        d = eval(p, &s, POL_READ, "secret:u/no");
+        assert_false(d.allow);
+        assert_non_null(d.file);
+}
+
 static void test_exe_unit_globs(void **state) {
         _cleanup_policy_ struct policy *p =
                 parse_ok("allow read secret:ops/* exe:/usr/bin/python3* uid:1\n"
@@ -949,6 +986,7 @@ int main(void) {
                 T(test_time_window),
                 T(test_time_window_wraps_midnight),
                 T(test_exe_unit_unknown_never_match),
+                T(test_exe_unit_unverified),
                 T(test_exe_unit_globs),
                 T(test_depends_flags),
                 T(test_actions_are_separate),
