@@ -922,7 +922,7 @@ COFFER_API int coffer_token_issue(coffer *c, coffer_secret **token, const char *
         size_t n;
         *token = NULL;
         if (!audience || !proto_audience_valid(audience))
-                return set_error(-EINVAL, "an audience is 1-255 of A-Z a-z 0-9 . _ - : /");
+                return set_error(-EINVAL, PROTO_AUDIENCE_RULE);
         int rc = str_call(c, OP_TOKEN_ISSUE, T_AUDIENCE, audience, T_TTL, ttl_sec, &r);
         if (rc < 0)
                 return rc;
@@ -944,7 +944,7 @@ COFFER_API int coffer_token_verify(coffer *c, coffer_token_info *out, const char
         if (!token || !*token)
                 return set_error(-EINVAL, "no token given");
         if (audience && !proto_audience_valid(audience))
-                return set_error(-EINVAL, "an audience is 1-255 of A-Z a-z 0-9 . _ - : /");
+                return set_error(-EINVAL, PROTO_AUDIENCE_RULE);
         wire_writer_init(&w);
         wire_put_bytes(&w, T_TOKEN, token, strlen(token));
         if (audience)

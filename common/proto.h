@@ -204,7 +204,11 @@ bool proto_cred_read(struct wire_reader *r, struct proto_cred *c);
 
 /* A lease id: exactly 32 lowercase hex characters. */
 bool proto_lease_id_valid(const char *s);
-/* Token audience: 1..255 of [A-Za-z0-9._:/-], not starting with '/'. */
+/* Token audience: 1..PROTO_AUDIENCE_MAX bytes of [A-Za-z0-9._:-] in segments
+ * separated by single '/', like a name: no empty, "." or ".." segment. */
+#define PROTO_AUDIENCE_MAX 255
+#define PROTO_AUDIENCE_RULE "an audience is 1-255 characters of A-Z a-z 0-9 . _ - : in segments separated by " \
+                            "single '/', no empty, '.' or '..' segment"
 bool proto_audience_valid(const char *s);
 /* A login-map / credential variable name: [A-Z_][A-Z0-9_]{0,62}. */
 bool proto_env_name_valid(const char *s);

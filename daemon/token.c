@@ -354,7 +354,7 @@ int process_token_issue(struct request *r) {
         char aud[300];
         uint64_t ttl = 0;
         if (wire_get_str(r->msg, T_AUDIENCE, aud, sizeof(aud)) < 0 || !proto_audience_valid(aud))
-                return ops_fail(r, -EINVAL, "give an audience: 1-255 of A-Z a-z 0-9 . _ - : /");
+                return ops_fail(r, -EINVAL, "give a valid audience: %s", PROTO_AUDIENCE_RULE);
         if (wire_get_u64(r->msg, T_TTL, &ttl) == -EBADMSG)
                 return ops_fail(r, -EINVAL, "malformed ttl");
         snprintf(r->object, sizeof(r->object), "token:%.255s", aud);
@@ -410,8 +410,9 @@ int process_token_verify(struct request *r) {
         if (wire_get_bytes(r->msg, T_TOKEN, &tok, &len) < 0 || len == 0)
                 return ops_fail(r, -EINVAL, "give the token to verify");
         int rc = wire_get_str(r->msg, T_AUDIENCE, aud, sizeof(aud));
-        if (rc < 0 && rc != -ENOENT)
-                return ops_fail(r, -EINVAL, "malformed audience");
+        if ((rc < 0 && rc != -ENOENT) || (rc == 0 && !proto_audience_valid(aud)))
+                return ops_fail(r, -EINVAL, "give a valid audience to check against, or none: %s",
+                                PROTO_AUDIENCE_RULE);
         if (len > JWT_MAX || jwt_parse((const char *) tok, len, &p, &why) < 0) {
                 verdict(r, "malformed", why ? why : "longer than any coffer token");
                 return 0;
