@@ -521,6 +521,10 @@ static void read_status(const struct wire_msg *m, coffer_status *st) {
                 st->threshold = (unsigned) v;
         if (wire_get_u64(m, T_TERM, &v) == 0)
                 st->term = v;
+        if (wire_get_u64(m, T_REVOKED_STALE, &v) == 0)
+                st->revocations_stale_since = v;
+        if (wire_get_u64(m, T_JWKS_STALE, &v) == 0)
+                st->jwks_stale_since = v;
         wire_get_str(m, T_METHOD, st->method, sizeof(st->method));
         wire_get_str(m, T_SERVER_VER, st->version, sizeof(st->version));
 }

@@ -107,6 +107,8 @@ enum proto_tag {
         T_WANT_TOKENS   = 61, /* u64 bool */
         T_SID           = 62, /* string: a token's coffer session lease id */
         T_NBF           = 63, /* u64: a token's not-before */
+        T_REVOKED_STALE = 100, /* u64 unix seconds: revoked.json is stale since (absent: current) */
+        T_JWKS_STALE    = 101, /* u64 unix seconds: jwks.json is stale since (absent: current) */
 };
 
 /* Names: 1..PROTO_NAME_MAX bytes of [A-Za-z0-9._-], segments separated by
