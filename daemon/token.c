@@ -274,7 +274,7 @@ void tokens_check_placement(const struct cofferd *d) {
                 if (stat(dir, &ps) == 0 && ps.st_dev == ss.st_dev)
                         server_log(SD_WARNING "cofferd: WARNING: %s is on the file system of the session directories "
                                               "(%s), which users can fill: its rewrites could then fail and be late; "
-                                              "give session_dir a tmpfs of its own (cofferd(8), FILES)",
+                                              "give session_dir a tmpfs of its own (cofferd(8), RUNTIME FILES)",
                                    paths[i], d->session_dir);
         }
 }
