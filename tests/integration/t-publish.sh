@@ -54,7 +54,10 @@ ok "so is jwks.json" wait_until $((INTERVAL + 3)) newer "$JWKS" "$U0"
 
 # ---- a revocation while the file system is full ----
 fill() { dd if=/dev/zero of="$RUN/filler" bs=4k 2>/dev/null; sync; }
-lists() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if any(r['jti']==sys.argv[2] for r in d['revoked']) else 1)" "$REV" "$1"; }
+lists() {   # lists JTI: revoked.json names it
+    "$PY" -c "import json,sys; d=json.load(open(sys.argv[1]))
+sys.exit(0 if any(r['jti'] == sys.argv[2] for r in d['revoked']) else 1)" "$REV" "$1"
+}
 mark=$(log_mark)
 fill
 U1=$(field "$REV" updated)
@@ -65,7 +68,11 @@ ok "revoked.json cannot list it yet" not_listed "$JTI"
 ok "the daemon raises an alert at warning priority" \
     log_has "$mark" "^<4>cofferd: ALERT: cannot write the revocation list $REV: No space left on device; it is stale since"
 ok_out "coffer status shows the list stale" '^Revocation list: STALE since [0-9-]+ [0-9:]+ UTC' "$COFFER" status
-ok "and its JSON says since when" sh -c "'$COFFER' status --json | '$PY' -c 'import json,sys,time; s=json.load(sys.stdin)[\"revocations_stale_since\"]; assert s and abs(s-time.time())<30, s'"
+stale_since_now() {
+    "$COFFER" status --json | "$PY" -c 'import json,sys,time
+s = json.load(sys.stdin)["revocations_stale_since"]; assert s and abs(s - time.time()) < 30, s'
+}
+ok "and its JSON says since when" stale_since_now
 # Retried after 1 s and 2 s more: the alert is not repeated at every retry.
 sleep 4
 is "the alert is raised once, not at every retry" "$(log_since "$mark" | grep -c 'ALERT: cannot write the revocation list')" 1
