@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -20,6 +21,25 @@ static bool want_json(struct cli *cli, int argc, char **argv, const char *usage,
         return json;
 }
 
+static void json_stale(const char *name, uint64_t since) {
+        if (since)
+                printf(",\"%s\":%llu", name, (unsigned long long) since);
+        else
+                printf(",\"%s\":null", name);
+}
+
+/* A published file the daemon cannot rewrite: verifiers see old news. */
+static void print_stale(const char *label, uint64_t since) {
+        char when[32];
+        time_t t = (time_t) since;
+        struct tm tm;
+        if (!since)
+                return;
+        if (!gmtime_r(&t, &tm) || strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+                snprintf(when, sizeof(when), "%llu", (unsigned long long) since);
+        printf("%-15s STALE since %s: cofferd cannot rewrite it (see its log)\n", label, when);
+}
+
 int cmd_status(struct cli *cli, int argc, char **argv) {
         int rc;
         bool json = want_json(cli, argc, argv, "status [--json]", &rc);
@@ -33,9 +53,12 @@ int cmd_status(struct cli *cli, int argc, char **argv) {
                 return cli_fail(rc, "status");
         if (json) {
                 printf("{\"initialized\":%s,\"sealed\":%s,\"method\":\"%s\",\"progress\":%u,\"threshold\":%u,"
-                       "\"term\":%llu,\"version\":\"%s\"}\n",
+                       "\"term\":%llu,\"version\":\"%s\"",
                        st.initialized ? "true" : "false", st.sealed ? "true" : "false", st.method, st.progress,
                        st.threshold, (unsigned long long) st.term, st.version);
+                json_stale("revocations_stale_since", st.revocations_stale_since);
+                json_stale("jwks_stale_since", st.jwks_stale_since);
+                printf("}\n");
                 return EXIT_OK;
         }
         printf("Initialized:    %s\n", st.initialized ? "yes" : "no (run `coffer operator init`)");
@@ -47,6 +70,8 @@ int cmd_status(struct cli *cli, int argc, char **argv) {
         if (!st.sealed)
                 printf("Data-key term:  %llu\n", (unsigned long long) st.term);
         printf("Daemon version: %s\n", st.version);
+        print_stale("Revocation list:", st.revocations_stale_since);
+        print_stale("JWKS:", st.jwks_stale_since);
         return EXIT_OK;
 }
 

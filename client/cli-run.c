@@ -144,7 +144,7 @@ static bool parse_spec(struct run *r, enum item_kind kind, const char *opt, cons
         }
         if (kind == ITEM_TOKEN ? !proto_audience_valid(ref) : !proto_name_valid(ref)) {
                 fprintf(stderr, "coffer: %s %s: '%s' is not a valid %s\n", opt, name, ref,
-                        kind == ITEM_TOKEN ? "audience (1-255 of A-Z a-z 0-9 . _ - : /)" : "secret name");
+                        kind == ITEM_TOKEN ? "audience (" PROTO_AUDIENCE_RULE ")" : "secret name");
                 return false;
         }
         if (name_taken(r, name, env)) {

@@ -95,6 +95,10 @@ typedef struct coffer_status {
         char method[16];     /* keyfile | passphrase | shamir | "" */
         char version[32];    /* daemon version */
         uint64_t term;       /* newest data-key term, 0 when sealed */
+        /* Since when (unix seconds) the daemon has failed to rewrite the
+         * revocation list / the JWKS it publishes; 0 = current. */
+        uint64_t revocations_stale_since;
+        uint64_t jwks_stale_since;
 } coffer_status;
 COFFER_API COFFER_WUR int coffer_status_get(coffer *c, coffer_status *st);
 

@@ -521,6 +521,10 @@ static void read_status(const struct wire_msg *m, coffer_status *st) {
                 st->threshold = (unsigned) v;
         if (wire_get_u64(m, T_TERM, &v) == 0)
                 st->term = v;
+        if (wire_get_u64(m, T_REVOKED_STALE, &v) == 0)
+                st->revocations_stale_since = v;
+        if (wire_get_u64(m, T_JWKS_STALE, &v) == 0)
+                st->jwks_stale_since = v;
         wire_get_str(m, T_METHOD, st->method, sizeof(st->method));
         wire_get_str(m, T_SERVER_VER, st->version, sizeof(st->version));
 }
@@ -925,7 +929,7 @@ COFFER_API int coffer_token_issue(coffer *c, coffer_secret **token, const char *
         size_t n;
         *token = NULL;
         if (!audience || !proto_audience_valid(audience))
-                return set_error(-EINVAL, "an audience is 1-255 of A-Z a-z 0-9 . _ - : /");
+                return set_error(-EINVAL, PROTO_AUDIENCE_RULE);
         int rc = str_call(c, OP_TOKEN_ISSUE, T_AUDIENCE, audience, T_TTL, ttl_sec, &r);
         if (rc < 0)
                 return rc;
@@ -947,7 +951,7 @@ COFFER_API int coffer_token_verify(coffer *c, coffer_token_info *out, const char
         if (!token || !*token)
                 return set_error(-EINVAL, "no token given");
         if (audience && !proto_audience_valid(audience))
-                return set_error(-EINVAL, "an audience is 1-255 of A-Z a-z 0-9 . _ - : /");
+                return set_error(-EINVAL, PROTO_AUDIENCE_RULE);
         wire_writer_init(&w);
         wire_put_bytes(&w, T_TOKEN, token, strlen(token));
         if (audience)

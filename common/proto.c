@@ -9,11 +9,17 @@ static bool name_char_ok(char c) {
                c == '_' || c == '-';
 }
 
-/* Segments of [A-Za-z0-9._-]+ joined by '/', none "." or "..". A trailing
- * '/' is allowed only when trailing_slash is set (list prefixes). */
-static bool path_valid(const char *s, bool trailing_slash) {
+/* An audience may also hold ':' (urn:example:api, host:port). */
+static bool aud_char_ok(char c) {
+        return name_char_ok(c) || c == ':';
+}
+
+/* Segments of chars that char_ok accepts joined by single '/', none "." or
+ * "..", at most max bytes. A trailing '/' is allowed only when
+ * trailing_slash is set (list prefixes). */
+static bool segments_valid(const char *s, size_t max, bool (*char_ok)(char), bool trailing_slash) {
         size_t n = strlen(s);
-        if (n == 0 || n > PROTO_NAME_MAX)
+        if (n == 0 || n > max)
                 return false;
         const char *seg = s;
         for (size_t i = 0; i <= n; i++) {
@@ -25,18 +31,18 @@ static bool path_valid(const char *s, bool trailing_slash) {
                         if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
                                 return false;
                         seg = s + i + 1;
-                } else if (!name_char_ok(c))
+                } else if (!char_ok(c))
                         return false;
         }
         return true;
 }
 
 bool proto_name_valid(const char *name) {
-        return path_valid(name, false);
+        return segments_valid(name, PROTO_NAME_MAX, name_char_ok, false);
 }
 
 bool proto_prefix_valid(const char *prefix) {
-        return prefix[0] == 0 || path_valid(prefix, true);
+        return prefix[0] == 0 || segments_valid(prefix, PROTO_NAME_MAX, name_char_ok, true);
 }
 
 static int get_name(const struct wire_msg *m, char *name, size_t size, const char **why) {
@@ -253,17 +259,10 @@ bool proto_lease_id_valid(const char *s) {
         return i == 32;
 }
 
+/* Policy globs over audiences (token:ml2/...) match segments, so an audience
+ * is a path like a secret name: "ml2/../../prod" must not pass as ml2's. */
 bool proto_audience_valid(const char *s) {
-        size_t i;
-        if (s[0] == '/')
-                return false;
-        for (i = 0; s[i]; i++) {
-                char c = s[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                      c == '_' || c == '-' || c == ':' || c == '/'))
-                        return false;
-        }
-        return i >= 1 && i <= 255;
+        return segments_valid(s, PROTO_AUDIENCE_MAX, aud_char_ok, false);
 }
 
 bool proto_env_name_valid(const char *s) {

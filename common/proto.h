@@ -110,6 +110,8 @@ enum proto_tag {
         T_EXE_FILE      = 64, /* string: the running file, "MAJOR:MINOR:INODE"; "" = unknown */
         T_EXE_VERIFIED  = 65, /* u64 bool: EXE, looked up by the daemon, names that file */
         T_FOREIGN_NS    = 66, /* u64 bool: another mount or user namespace than the host's */
+        T_REVOKED_STALE = 67, /* u64 unix seconds: revoked.json is stale since (absent: current) */
+        T_JWKS_STALE    = 68, /* u64 unix seconds: jwks.json is stale since (absent: current) */
 };
 
 /* Names: 1..PROTO_NAME_MAX bytes of [A-Za-z0-9._-], segments separated by
@@ -207,7 +209,11 @@ bool proto_cred_read(struct wire_reader *r, struct proto_cred *c);
 
 /* A lease id: exactly 32 lowercase hex characters. */
 bool proto_lease_id_valid(const char *s);
-/* Token audience: 1..255 of [A-Za-z0-9._:/-], not starting with '/'. */
+/* Token audience: 1..PROTO_AUDIENCE_MAX bytes of [A-Za-z0-9._:-] in segments
+ * separated by single '/', like a name: no empty, "." or ".." segment. */
+#define PROTO_AUDIENCE_MAX 255
+#define PROTO_AUDIENCE_RULE "an audience is 1-255 characters of A-Z a-z 0-9 . _ - : in segments separated by " \
+                            "single '/', no empty, '.' or '..' segment"
 bool proto_audience_valid(const char *s);
 /* A login-map / credential variable name: [A-Z_][A-Z0-9_]{0,62}. */
 bool proto_env_name_valid(const char *s);

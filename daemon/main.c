@@ -336,10 +336,12 @@ static int load_config(struct cofferd *d, const struct args *a) {
 }
 
 static int open_leases(struct cofferd *d) {
-        if (lease_mgr_new(&d->leases, d->store, engines_on_revoke, d) < 0 || tokens_new(&d->tokens) < 0)
+        if (lease_mgr_new(&d->leases, d->store, engines_on_revoke, d) < 0 ||
+            tokens_new(&d->tokens, d->jwks_path, d->revocation_path) < 0)
                 return die("out of memory");
         if (session_root_prepare(d) < 0)
                 return die("cannot use the session directory %s; fix it or set session_dir", d->session_dir);
+        tokens_check_placement(d);
         int rc = lease_load(d->leases, now_unix());
         if (rc < 0)
                 return die("cannot load the leases from the store: %s (%s)", strerror(-rc), store_errmsg(d->store));

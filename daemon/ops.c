@@ -15,6 +15,7 @@
 #include "engines.h"
 #include "ops.h"
 #include "proto.h"
+#include "token.h"
 #include "util.h"
 
 enum {
@@ -191,6 +192,7 @@ static int put_status(struct request *r) {
         wire_put_str(r->out, T_METHOD, s->method);
         wire_put_str(r->out, T_SERVER_VER, COFFER_VERSION);
         wire_put_u64(r->out, T_TERM, t ? t->term : 0);
+        tokens_put_status(r->d, r->out);
         return 0;
 }
 

@@ -443,10 +443,7 @@ static int on_lease_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 void server_leases_changed(struct cofferd *d) {
-        if (d->revlist_dirty) {
-                d->revlist_dirty = false;
-                (void) tokens_write_revocations(d);
-        }
+        tokens_refresh(d);
         if (!d->lease_src)
                 return;
         /* Called after every request: touch the timer only when the earliest

@@ -63,7 +63,7 @@ struct cofferd {
         char session_dir[4096];
         char jwks_path[4096];
         char revocation_path[4096];
-        bool revlist_dirty;                /* a token was revoked: rewrite the list */
+        bool revlist_dirty;                /* a token was revoked: rewrite the list (cleared once written) */
         struct {
                 unsigned count;            /* leases expired in the current backlog */
                 uint64_t start, longest;   /* monotonic µs */
@@ -93,7 +93,7 @@ int server_start(struct cofferd *d);
 int server_unsealed(struct cofferd *d);
 int server_sealed(struct cofferd *d);
 /* Re-arm the lease timer after leases changed; write the revocation list if
- * it changed. Called after every request. */
+ * it changed (tokens_refresh). Called after every request. */
 void server_leases_changed(struct cofferd *d);
 void server_stop(struct cofferd *d);
 /* Re-read the configuration and the policy (SIGHUP); the old ones stay on error. */

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
+#include <systemd/sd-daemon.h>
 
 #include "engines.h"
 #include "server.h"
@@ -31,15 +33,32 @@ struct tkey {
         uint8_t pk[crypto_sign_PUBLICKEYBYTES];
 };
 
+/* A file verifiers read (jwks.json, revoked.json). It carries updated and
+ * next_update: a verifier that finds next_update past must not trust it. A
+ * write that fails (a full file system) leaves the file as it was, so it is
+ * retried with backoff until it works, and the daemon says so meanwhile. */
+struct pubfile {
+        const char *what;           /* "JWKS", "revocation list" */
+        const char *path;
+        uint64_t updated;           /* unix seconds of the last good write; 0 = none yet in this run */
+        uint64_t stale_since;       /* unix seconds of the first failed write since; 0 = current */
+        uint64_t retry_at;          /* monotonic µs: not before */
+        uint64_t backoff;           /* µs; 0 = the last write worked */
+        uint64_t alerted;           /* monotonic µs of the last alert; 0 = none */
+};
+
 struct tokens {
-        size_t published;           /* keys in the JWKS file as last written */
+        size_t published;           /* keys in the JWKS as last built for the file */
         size_t n;
         struct tkey k[KEYS_MAX];
         uint8_t *sk;                /* sodium_malloc: the current key's secret key */
-        bool ready;
+        bool ready;                 /* unsealed: sk holds the current key */
+        bool have_pk;               /* the public keys were derived (stays so when sealed) */
+        bool jwks_dirty;            /* the JWKS changed since it was written */
+        struct pubfile jwks, revoked;
 };
 
-int tokens_new(struct tokens **out) {
+int tokens_new(struct tokens **out, const char *jwks_path, const char *revocation_path) {
         struct tokens *t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
@@ -48,6 +67,8 @@ int tokens_new(struct tokens **out) {
                 free(t);
                 return -ENOMEM;
         }
+        t->jwks = (struct pubfile){ .what = "JWKS", .path = jwks_path };
+        t->revoked = (struct pubfile){ .what = "revocation list", .path = revocation_path };
         *out = t;
         return 0;
 }
@@ -60,6 +81,10 @@ void tokens_free(struct tokens *t) {
 }
 
 /* ---- files verifiers read ---- */
+
+#define RETRY_FIRST_USEC 1000000u          /* a failed write is retried after 1 s, */
+#define RETRY_MAX_USEC (30u * 1000000u)    /* doubling up to 30 s */
+#define ALERT_EVERY_USEC (300u * 1000000u) /* while stale, the alert is repeated every 5 min */
 
 static int write_file_atomic(const char *path, const void *p, size_t n) {
         char tmp[4200];
@@ -98,10 +123,6 @@ static int jwks_build(struct cofferd *d, char *out, size_t outsz) {
         return jwks_write(keys, n, out, outsz);
 }
 
-static void log_file_error(const char *what, const char *path, int rc) {
-        fprintf(stderr, "cofferd: cannot write the %s %s: %s\n", what, path, strerror(-rc));
-}
-
 static size_t count_published(const struct cofferd *d) {
         size_t n = 0;
         uint64_t now = now_unix();
@@ -110,64 +131,152 @@ static size_t count_published(const struct cofferd *d) {
         return n;
 }
 
-static int publish_jwks(struct cofferd *d) {
-        char buf[KEYS_MAX * 256];
-        d->tokens->published = count_published(d);
-        int n = jwks_build(d, buf, sizeof(buf));
-        if (n < 0)
-                return n;
-        int rc = write_file_atomic(d->jwks_path, buf, (size_t) n);
-        if (rc < 0)
-                log_file_error("JWKS", d->jwks_path, rc);
-        return rc;
+static void put_text(struct wire_writer *w, const char *s) {
+        wire_write_bytes(w, s, strlen(s));
 }
 
-struct revctx {
-        char *buf;
-        size_t len, cap;
-        bool first;
-        int err;
-};
+/* {"updated":U,"next_update":N, — every file opens with its dates. */
+static void put_dates(struct wire_writer *w, const struct cofferd *d, uint64_t now) {
+        char s[96];
+        snprintf(s, sizeof(s), "{\"updated\":%" PRIu64 ",\"next_update\":%" PRIu64 ",", now,
+                 now + 2 * (uint64_t) d->cfg.publish_interval_sec);
+        put_text(w, s);
+}
+
+/* The JWKS document with the dates in front of "keys" (RFC 7517 lets a JWK
+ * Set carry members that verifiers do not know). */
+static int jwks_file(struct cofferd *d, uint64_t now, struct wire_writer *w) {
+        char keys[KEYS_MAX * 256];
+        int n = jwks_build(d, keys, sizeof(keys));
+        if (n < 0)
+                return n;
+        put_dates(w, d, now);
+        put_text(w, keys + 1);
+        return w->error ? -ENOMEM : 0;
+}
 
 static int add_revoked(void *ud, struct lease *l) {
-        struct revctx *c = ud;
+        struct wire_writer *w = ud;
         char hex[33], item[128];
         if (l->kind != LEASE_TOKEN || !l->revoked)
                 return 0;
         lease_id_hex(l->id, hex);
-        int n = snprintf(item, sizeof(item), "%s{\"jti\":\"%s\",\"exp\":%" PRIu64 ",\"revoked\":%" PRIu64 "}",
-                         c->first ? "" : ",", hex, l->expires, l->revoked);
-        if (c->len + (size_t) n + 16 > c->cap) {
-                size_t cap = c->cap * 2 + (size_t) n + 16;
-                char *b = realloc(c->buf, cap);
-                if (!b)
-                        return c->err = -ENOMEM;
-                c->buf = b;
-                c->cap = cap;
-        }
-        memcpy(c->buf + c->len, item, (size_t) n);
-        c->len += (size_t) n;
-        c->first = false;
-        return 0;
+        snprintf(item, sizeof(item), "%s{\"jti\":\"%s\",\"exp\":%" PRIu64 ",\"revoked\":%" PRIu64 "}",
+                 w->p[w->len - 1] == '[' ? "" : ",", hex, l->expires, l->revoked);
+        put_text(w, item);
+        return w->error ? -ENOMEM : 0;
 }
 
-int tokens_write_revocations(struct cofferd *d) {
-        struct revctx c = { .cap = 4096, .first = true };
-        c.buf = malloc(c.cap);
-        if (!c.buf)
-                return -ENOMEM;
-        c.len = (size_t) snprintf(c.buf, c.cap, "{\"updated\":%" PRIu64 ",\"revoked\":[", now_unix());
-        lease_foreach_revoked(d->leases, add_revoked, &c);
-        int rc = c.err;
-        if (rc == 0) {
-                memcpy(c.buf + c.len, "]}\n", 3);
-                c.len += 3;
-                rc = write_file_atomic(d->revocation_path, c.buf, c.len);
-                if (rc < 0)
-                        log_file_error("revocation list", d->revocation_path, rc);
-        }
-        free(c.buf);
+static int revocations_file(struct cofferd *d, uint64_t now, struct wire_writer *w) {
+        put_dates(w, d, now);
+        put_text(w, "\"revoked\":[");
+        if (!w->error)
+                lease_foreach_revoked(d->leases, add_revoked, w);
+        put_text(w, "]}\n");
+        return w->error ? -ENOMEM : 0;
+}
+
+static void format_time(uint64_t t, char out[static 32]) {
+        struct tm tm;
+        time_t tt = (time_t) t;
+        if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+                snprintf(out, 32, "%" PRIu64, t);
+}
+
+static void pub_ok(struct pubfile *f, uint64_t now) {
+        if (f->stale_since)
+                server_log("cofferd: the %s %s is current again, after %" PRIu64 "s stale", f->what, f->path,
+                           now - f->stale_since);
+        *f = (struct pubfile){ .what = f->what, .path = f->path, .updated = now };
+}
+
+/* Retry from the sweep with backoff; alert at once, then every few minutes
+ * while the file stays stale (not at every retry). */
+static void pub_failed(struct pubfile *f, int rc, uint64_t now, uint64_t mono) {
+        char since[32];
+        f->backoff = f->backoff ? f->backoff * 2 : RETRY_FIRST_USEC;
+        if (f->backoff > RETRY_MAX_USEC)
+                f->backoff = RETRY_MAX_USEC;
+        f->retry_at = mono + f->backoff;
+        if (!f->stale_since)
+                f->stale_since = now;
+        if (f->alerted && mono - f->alerted < ALERT_EVERY_USEC)
+                return;
+        f->alerted = mono;
+        format_time(f->stale_since, since);
+        server_log(SD_WARNING "cofferd: ALERT: cannot write the %s %s: %s; it is stale since %s and verifiers "
+                              "do not see what changed since; retrying every %us at most",
+                   f->what, f->path, strerror(-rc), since, RETRY_MAX_USEC / 1000000u);
+}
+
+/* Write f if it changed or is older than publish_interval, once its retry
+ * time has come. 0 when written, 1 when not due, or the error. */
+static int publish(struct cofferd *d, struct pubfile *f, bool changed,
+                   int (*build)(struct cofferd *d, uint64_t now, struct wire_writer *w)) {
+        uint64_t now = now_unix(), mono = now_mono_usec();
+        bool old = f->updated && now >= f->updated + d->cfg.publish_interval_sec;
+        if (!(changed || old || f->stale_since) || mono < f->retry_at)
+                return 1;
+        /* Not a frame: the list may be longer than a frame's limit. */
+        struct wire_writer w = { .limit = SIZE_MAX / 2 };
+        int rc = build(d, now, &w);
+        if (rc == 0)
+                rc = write_file_atomic(f->path, w.p, w.len);
+        wire_writer_free(&w);
+        if (rc < 0)
+                pub_failed(f, rc, now, mono);
+        else
+                pub_ok(f, now);
         return rc;
+}
+
+void tokens_refresh(struct cofferd *d) {
+        struct tokens *t = d->tokens;
+        /* A retired key leaves the JWKS once no token signed with it can be
+         * valid any more. */
+        size_t n = count_published(d);
+        if (t->have_pk && n != t->published) {
+                t->published = n;
+                t->jwks_dirty = true;
+        }
+        /* The flags are cleared only by a write that worked. */
+        if (publish(d, &t->revoked, d->revlist_dirty, revocations_file) == 0)
+                d->revlist_dirty = false;
+        if (t->have_pk && publish(d, &t->jwks, t->jwks_dirty, jwks_file) == 0)
+                t->jwks_dirty = false;
+}
+
+void tokens_put_status(const struct cofferd *d, struct wire_writer *w) {
+        const struct tokens *t = d->tokens;
+        if (t->revoked.stale_since)
+                wire_put_u64(w, T_REVOKED_STALE, t->revoked.stale_since);
+        if (t->jwks.stale_since)
+                wire_put_u64(w, T_JWKS_STALE, t->jwks.stale_since);
+}
+
+/* Users can fill the file system of their session directories: a file
+ * verifiers rely on must not share it. */
+void tokens_check_placement(const struct cofferd *d) {
+        const char *paths[] = { d->jwks_path, d->revocation_path };
+        struct stat ss, ps;
+        if (stat(d->session_dir, &ss) < 0)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                char dir[4096];
+                strcpy_bounded(dir, sizeof(dir), paths[i]);
+                char *slash = strrchr(dir, '/');
+                if (!slash)
+                        strcpy_bounded(dir, sizeof(dir), ".");
+                else if (slash == dir)
+                        dir[1] = 0;
+                else
+                        *slash = 0;
+                if (stat(dir, &ps) == 0 && ps.st_dev == ss.st_dev)
+                        server_log(SD_WARNING "cofferd: WARNING: %s is on the file system of the session directories "
+                                              "(%s), which users can fill: its rewrites could then fail and be late; "
+                                              "give session_dir a tmpfs of its own (cofferd(8), RUNTIME FILES)",
+                                   paths[i], d->session_dir);
+        }
 }
 
 /* ---- keys ---- */
@@ -237,6 +346,7 @@ static int keys_derive(struct tokens *t, const uint8_t *master) {
         }
         sodium_free(sk);
         t->ready = t->n > 0;
+        t->have_pk = t->ready;
         return 0;
 }
 
@@ -254,17 +364,12 @@ int tokens_unsealed(struct cofferd *d) {
         }
         rc = keys_derive(t, d->seal.master);
         if (rc == 0) {
-                (void) publish_jwks(d);
-                (void) tokens_write_revocations(d);
+                /* The leases were checked at unseal: publish both now. */
+                t->jwks_dirty = true;
+                d->revlist_dirty = true;
+                tokens_refresh(d);
         }
         return rc;
-}
-
-void tokens_refresh(struct cofferd *d) {
-        /* A retired key leaves the JWKS once no token signed with it can be
-         * valid any more. */
-        if (d->tokens->ready && count_published(d) != d->tokens->published)
-                (void) publish_jwks(d);
 }
 
 void tokens_sealed(struct cofferd *d) {
@@ -354,7 +459,7 @@ int process_token_issue(struct request *r) {
         char aud[300];
         uint64_t ttl = 0;
         if (wire_get_str(r->msg, T_AUDIENCE, aud, sizeof(aud)) < 0 || !proto_audience_valid(aud))
-                return ops_fail(r, -EINVAL, "give an audience: 1-255 of A-Z a-z 0-9 . _ - : /");
+                return ops_fail(r, -EINVAL, "give a valid audience: %s", PROTO_AUDIENCE_RULE);
         if (wire_get_u64(r->msg, T_TTL, &ttl) == -EBADMSG)
                 return ops_fail(r, -EINVAL, "malformed ttl");
         snprintf(r->object, sizeof(r->object), "token:%.255s", aud);
@@ -410,8 +515,9 @@ int process_token_verify(struct request *r) {
         if (wire_get_bytes(r->msg, T_TOKEN, &tok, &len) < 0 || len == 0)
                 return ops_fail(r, -EINVAL, "give the token to verify");
         int rc = wire_get_str(r->msg, T_AUDIENCE, aud, sizeof(aud));
-        if (rc < 0 && rc != -ENOENT)
-                return ops_fail(r, -EINVAL, "malformed audience");
+        if ((rc < 0 && rc != -ENOENT) || (rc == 0 && !proto_audience_valid(aud)))
+                return ops_fail(r, -EINVAL, "give a valid audience to check against, or none: %s",
+                                PROTO_AUDIENCE_RULE);
         if (len > JWT_MAX || jwt_parse((const char *) tok, len, &p, &why) < 0) {
                 verdict(r, "malformed", why ? why : "longer than any coffer token");
                 return 0;
@@ -487,7 +593,7 @@ int process_token_rotate(struct request *r) {
                 keys_derive(t, r->d->seal.master);
                 return ops_store_fail(r, rc, "token key rotation");
         }
-        (void) publish_jwks(r->d);
+        t->jwks_dirty = true; /* written after the request (server_leases_changed) */
         wire_put_str(r->out, T_KID, t->k[t->n - 1].kid);
         snprintf(r->detail, sizeof(r->detail), "kid=%s", t->k[t->n - 1].kid);
         return 0;

@@ -12,13 +12,22 @@
 struct cofferd;
 struct tokens;
 
-int tokens_new(struct tokens **out);
+/* The paths are kept (not copied): they live as long as the daemon. */
+int tokens_new(struct tokens **out, const char *jwks_path, const char *revocation_path);
 void tokens_free(struct tokens *t);
 /* Derive the signing keys (creating the first one in a new store) and
  * publish the JWKS. */
 int tokens_unsealed(struct cofferd *d);
-/* Republish the JWKS when a retired key's time is up. Cheap; call often. */
+/* Write jwks.json and revoked.json when they changed (a retired key's time
+ * is up, d->revlist_dirty), are older than publish_interval, or a write
+ * failed and its retry is due. Cheap; call often (after every request and
+ * from the 1 s sweep). */
 void tokens_refresh(struct cofferd *d);
+/* Status fields: since when each file is stale, only while it is. */
+struct wire_writer;
+void tokens_put_status(const struct cofferd *d, struct wire_writer *w);
+/* Warn when a published file shares the session directories' file system. */
+void tokens_check_placement(const struct cofferd *d);
 /* Wipe the signing keys. */
 void tokens_sealed(struct cofferd *d);
 
@@ -31,5 +40,3 @@ struct token_subject {
  * token lease (child of parent when given). out gets the JWT. */
 int token_mint(struct cofferd *d, const struct token_subject *s, const char *aud, uint64_t ttl,
                struct lease *parent, char *out, size_t outsz, struct lease **lease_out);
-/* Rewrite the revocation list file (revoked tokens not yet expired). */
-int tokens_write_revocations(struct cofferd *d);

@@ -19,7 +19,7 @@
 #   /etc           a scratch copy of the rootfs's /etc (sysusers must write
 #                  passwd and group; without /etc/.updated, so that
 #                  ConditionNeedsUpdate=/etc lets systemd-sysusers.service run
-#                  at boot), with the three units in /etc/systemd/system, the
+#                  at boot), with the four units in /etc/systemd/system, the
 #                  two sockets enabled (sockets.target.wants), sysusers.d and
 #                  tmpfiles.d files in /etc/sysusers.d and /etc/tmpfiles.d, and
 #                  /etc/coffer: a policy (root may do everything; hf/* to
@@ -69,7 +69,7 @@ NSPAWN=$(command -v systemd-nspawn) ||
     skip_all "systemd-nspawn is not installed (Debian: apt-get install systemd-container)"
 for f in "$E2E/driver.sh" "$E2E/coffer-e2e-driver.service" "$E2E/trainer@.service" "$E2E/other@.service" \
     "$DIST/systemd/cofferd.service.in" "$DIST/systemd/cofferd.socket" "$DIST/systemd/cofferd-creds.socket" \
-    "$DIST/sysusers.d/coffer.conf" "$DIST/tmpfiles.d/coffer.conf"; do
+    "$DIST/systemd/run-coffer-sessions.mount" "$DIST/sysusers.d/coffer.conf" "$DIST/tmpfiles.d/coffer.conf"; do
     [ -f "$f" ] || skip_all "missing $f"
 done
 CG=$(findmnt -rn -t cgroup2 -o TARGET | head -1)
@@ -139,7 +139,8 @@ rm -f "$E/.updated"
 U=$E/systemd/system
 mkdir -p "$U/sockets.target.wants" "$U/multi-user.target.wants" "$E/sysusers.d" "$E/tmpfiles.d"
 sed -e 's|@sbindir[@]|/usr/local/sbin|g' "$DIST/systemd/cofferd.service.in" >"$U/cofferd.service"
-cp "$DIST/systemd/cofferd.socket" "$DIST/systemd/cofferd-creds.socket" "$E2E/trainer@.service" \
+cp "$DIST/systemd/cofferd.socket" "$DIST/systemd/cofferd-creds.socket" "$DIST/systemd/run-coffer-sessions.mount" \
+    "$E2E/trainer@.service" \
     "$E2E/other@.service" "$E2E/coffer-e2e-driver.service" "$U/"
 # `systemctl enable cofferd.socket cofferd-creds.socket`: the sockets only
 ln -s ../cofferd.socket "$U/sockets.target.wants/cofferd.socket"
@@ -295,6 +296,16 @@ ok "the audit log /var/lib/coffer/audit.log was written, by coffer" \
     "$O/runtime.stat" "$O/audit.log"
 is "the session directory root /run/coffer/sessions is 0711 coffer:coffer" \
     "$(stat_of runtime.stat /run/coffer/sessions)" "711 coffer:coffer directory"
+is "run-coffer-sessions.mount was pulled in by the service and is mounted" \
+    "$(states sessions.show run-coffer-sessions.mount ActiveState SubState)" "ActiveState=active SubState=mounted"
+ok "the session directories are a tmpfs of their own, nosuid, nodev, noexec" \
+    grep -qE '^tmpfs +rw,nosuid,nodev,noexec,.*mode=711' "$O/sessions.mount"
+own_fs() {
+    local s r
+    s=$(stat_of runtime.dev /run/coffer/sessions) r=$(stat_of runtime.dev /run/coffer/revoked.json)
+    [ -n "$s" ] && [ -n "$r" ] && [ "$s" != "$r" ]
+}
+ok "...not the file system of revoked.json (users cannot fill that)" own_fs
 is "/run/coffer/jwks.json is 0644" "$(stat_of runtime.stat /run/coffer/jwks.json | awk '{ print $1 }')" 644
 is "...and the daemon's" "$(stat_of runtime.stat /run/coffer/jwks.json | awk '{ print $2 }')" coffer:coffer
 
@@ -344,6 +355,8 @@ ok "the container journal has cofferd's own lines" grep -q 'cofferd.*listening o
 ok "...and no sign of a refused system call, a missing permission or a crash" \
     sh -c '! grep -E "Operation not permitted|Permission denied|Bad system call|SIGSYS|type=1326|status=31|Read-only file system|Input/output error|core-dump|Failed with result|Failed to start|code=(killed|dumped)" "$1" >&2' \
     _ "$T/cofferd.journal"
+ok "...nor a warning that a published file shares the session directories' file system" \
+    sh -c '! grep "is on the file system of the session directories" "$1" >&2' _ "$T/cofferd.journal"
 ok "no failed units in the container" sh -c 'test -f "$1" && ! test -s "$1"' _ "$O/failed"
 ok "no secret value in the container's journal" sh -c "test -s '$T/journal.all' && ! grep -qF -f '$T/value' '$T/journal.all'"
 ok "no secret value in the audit log" sh -c "test -s '$O/audit.log' && ! grep -qF -f '$T/value' '$O/audit.log'"

@@ -11,6 +11,7 @@ PY=/usr/bin/python3
 
 cat >"$POLICY_DIR/10-tok.policy" <<EOF
 allow issue token:inference-api   user:nobody ttl<=1h
+allow issue token:ml2/**          user:nobody
 allow issue key:datasets/*        user:nobody
 EOF
 chmod 0644 "$POLICY_DIR/10-tok.policy"
@@ -47,7 +48,8 @@ ok "a token has three base64url parts" sh -c "printf '%s' '$TOK' | grep -qE '^[A
 ok_out "coffer verifies it" '^Status: +valid$' "$COFFER" token verify "$TOK" --aud inference-api
 ok_out "verify reads the token from stdin with -" '^Status: +valid$' sh -c "printf '%s\\n' '$TOK' | '$COFFER' token verify -"
 is "the JWKS file is world-readable" "$(stat -c %a "$JWKS")" 644
-ok "coffer token jwks prints the same keys as the file" sh -c "'$COFFER' token jwks | cmp -s - '$JWKS'"
+same_keys() { "$COFFER" token jwks | "$PY" -c "import json,sys; assert json.load(sys.stdin)['keys'] == json.load(open(sys.argv[1]))['keys']" "$JWKS"; }
+ok "coffer token jwks prints the same keys as the file" same_keys
 ok_out "PyJWT verifies it against the JWKS (EdDSA, RFC 8037)" "^valid root inference-api [0-9a-f]{32}\$" pyjwt "$TOK" inference-api
 exits_out "PyJWT rejects another audience" 4 '^wrong-audience' pyjwt "$TOK" other-api
 HDR=$("$PY" -c "import jwt,sys; print(sorted(jwt.get_unverified_header(sys.argv[1]).items()))" "$TOK")
@@ -99,6 +101,31 @@ fails_with "an audience the policy does not name is refused" 5 "permission denie
     as_nobody "$COFFER" token issue --aud other
 fails_with "a bad audience is refused before asking" 1 "audience is 1-255" "$COFFER" token issue --aud 'a b'
 fails_with "token issue without --aud is a usage error" 2 "usage" "$COFFER" token issue
+
+# ---- audiences are names: token:ml2/** is ml2's, and only ml2's ----
+issued_for() { as_nobody "$COFFER" token issue --aud "$1" >"$T/aud.tok" && test -s "$T/aud.tok"; }
+ok "an audience under the rule's prefix is issued" issued_for ml2/train
+ok_out "and verifies for that audience" '^Status: +valid$' "$COFFER" token verify "$(cat "$T/aud.tok")" --aud ml2/train
+for a in 'ml2/../../prod' 'ml2/..' 'ml2/./x' 'ml2//prod' '/ml2/x' 'ml2/' "$(printf 'ml2/a\001b')" "$(printf 'ml2/a\tb')"; do
+    fails_with "the audience $(printf %q "$a") is refused under the rule" 1 \
+        "audience is 1-255 characters .* no empty, '\.' or '\.\.' segment" as_nobody "$COFFER" token issue --aud "$a"
+done
+# libcoffer refuses those before asking; cofferd must refuse them on its own.
+hexof() { printf %s "$1" | od -An -tx1 | tr -d ' \n'; }
+raw_refuses() {   # raw_refuses OPCODE MESSAGE AUDIENCE [TOKEN]: an EINVAL reply with MESSAGE
+    as_nobody "$RAWCLIENT" "$COFFER_SOCKET" --frame "$1" --field "52:strhex:$(hexof "$3")" \
+        ${4:+--field "53:hex:$(hexof "$4")"} >"$T/raw.out" &&
+        grep -qE "^reply op=0xffff id=[0-9]+ code=22 msg=$2" "$T/raw.out"
+}
+for a in 'ml2/../../prod' 'ml2/./x' 'ml2//prod' '/ml2/x' "$(printf 'ml2/a\001b')"; do
+    ok "cofferd itself refuses to issue for $(printf %q "$a")" \
+        raw_refuses 64 "give a valid audience: an audience is 1-255 characters" "$a"
+done
+ok "no token was issued for any of them" sh -c "! '$COFFER' lease ls --all | grep -qE 'token:(/|ml2/(\\.|/|a))'"
+fails_with "token verify --aud with a dotted audience is refused" 1 "audience is 1-255 characters" \
+    "$COFFER" token verify "$TOK" --aud 'ml2/../../prod'
+ok "cofferd refuses to check a token against such an audience" \
+    raw_refuses 65 "give a valid audience to check against" 'ml2/../x' "$TOK"
 
 # ---- rotation ----
 OLD=$("$COFFER" token issue --aud inference-api --ttl 10m)

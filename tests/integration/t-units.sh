@@ -1,7 +1,7 @@
 #!/bin/bash
 # The systemd integration in dist/: cofferd.service (made from
-# cofferd.service.in), cofferd.socket, cofferd-creds.socket, sysusers.d and
-# tmpfiles.d.
+# cofferd.service.in), cofferd.socket, cofferd-creds.socket,
+# run-coffer-sessions.mount, sysusers.d and tmpfiles.d.
 #  - systemd-analyze verify finds nothing wrong with the units;
 #  - systemd-analyze security rates the service's exposure at 2.0 or less (a
 #    property of the unit file, not a measurement);
@@ -25,8 +25,9 @@ U=$T/units
 mkdir -p "$U"
 # ExecStart= must name a file that exists: the cofferd of this build.
 sed "s|@sbindir@|$top_builddir|g" "$SRC/systemd/cofferd.service.in" >"$U/cofferd.service"
-cp "$SRC/systemd/cofferd.socket" "$SRC/systemd/cofferd-creds.socket" "$U/"
+cp "$SRC/systemd/cofferd.socket" "$SRC/systemd/cofferd-creds.socket" "$SRC/systemd/run-coffer-sessions.mount" "$U/"
 SERVICE=$U/cofferd.service
+MOUNT=$U/run-coffer-sessions.mount
 
 # unit_value KEY FILE: every value KEY= is given in FILE, space-separated.
 unit_value() { sed -n "s/^$1=//p" "$2" | tr '\n' ' ' | sed 's/ *$//'; }
@@ -34,11 +35,11 @@ words_sorted() { tr -s ' ,' '\n\n' | sed '/^$/d' | sort | tr '\n' ' ' | sed 's/ 
 
 # ---- systemd-analyze verify ----
 # --man=no: Documentation= names man pages that are installed only by `make install`.
-systemd-analyze verify --man=no "$SERVICE" "$U/cofferd.socket" "$U/cofferd-creds.socket" \
+systemd-analyze verify --man=no "$SERVICE" "$U/cofferd.socket" "$U/cofferd-creds.socket" "$MOUNT" \
     >"$T/verify.out" 2>&1
 rc=$?
 sed 's/^/#   verify: /' "$T/verify.out"
-is "systemd-analyze verify accepts the three units" "$rc" 0
+is "systemd-analyze verify accepts the four units" "$rc" 0
 is "systemd-analyze verify has nothing to say about them" "$(cat "$T/verify.out")" ""
 
 # ---- systemd-analyze security ----
@@ -82,6 +83,17 @@ for s in cofferd.socket cofferd-creds.socket; do
     is "$s activates cofferd.service" "$(unit_value Service "$U/$s")" cofferd.service
     ok "cofferd.service requires $s" grep -qE "^Requires=.*\\b$s\\b" "$SERVICE"
 done
+# Users fill their session directories: those get a file system of their
+# own, apart from the sockets, jwks.json and revoked.json.
+sessions=$(unit_value Where "$MOUNT")
+is "run-coffer-sessions.mount is the session directory next to the API socket" \
+    "$sessions" "$(dirname "$(unit_value ListenStream "$U/cofferd.socket")")/sessions"
+is "cofferd.service requires it mounted" "$(unit_value RequiresMountsFor "$SERVICE")" "$sessions"
+is "it is a tmpfs" "$(unit_value Type "$MOUNT")" tmpfs
+mount_opts=$(unit_value Options "$MOUNT")
+ok "it is 0711, the daemon user's, and bounded in size" \
+    sh -c 'for o in mode=0711 uid=coffer gid=coffer "size=[^,]+" "nr_inodes=[^,]+" nosuid nodev noexec; do
+               echo ",$1," | grep -qE ",$o," || { echo "no $o in $1" >&2; exit 1; }; done' _ "$mount_opts"
 
 # ---- sysusers.d and tmpfiles.d, applied to a scratch root ----
 if [ "$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null; then
@@ -121,7 +133,7 @@ note "systemd-socket-activate; the real unit runs in the nspawn-booted end-to-en
 DU=cfunit$$   # the daemon user, as User=coffer
 useradd -r -M -N -g nogroup -s /usr/sbin/nologin "$DU" || { echo "Bail out! useradd failed"; exit 1; }
 DPID=
-CLEANUP_EXTRA='[ -n "$DPID" ] && kill "$DPID" 2>/dev/null; umount "$T/run" 2>/dev/null; userdel "$DU" 2>/dev/null'
+CLEANUP_EXTRA='[ -n "$DPID" ] && kill "$DPID" 2>/dev/null; umount -R "$T/run" 2>/dev/null; userdel "$DU" 2>/dev/null'
 
 # RuntimeDirectory= (on a tmpfs, as /run is) and StateDirectory=, the daemon user's.
 mkdir -p "$T/run" "$T/state" "$T/hidden"
@@ -129,6 +141,10 @@ mount -t tmpfs -o mode=0755,size=8m cofferunits "$T/run" 2>/dev/null || note "no
 chown "$DU" "$T/run" "$T/state"
 chmod 0755 "$T/run"
 chmod 0700 "$T/state"
+# run-coffer-sessions.mount, with its options, for the daemon user.
+mkdir -p "$T/run/sessions"
+mount -t tmpfs -o "$(echo "$mount_opts" | sed "s/uid=coffer/uid=$DU/; s/gid=coffer/gid=nogroup/")" \
+    coffersessions "$T/run/sessions" 2>/dev/null || note "no tmpfs for the session directories"
 
 # A client binary where the daemon cannot see it (ProtectHome= hides /home).
 CLIENT_BIN=$T/hidden/bin
@@ -177,6 +193,11 @@ chmod "$(unit_value SocketMode "$U/cofferd-creds.socket")" "$creds"
 
 ok "the first connection starts cofferd with the two named sockets" "$COFFER" status
 wait_until 5 grep -q 'listening on' "$T/cofferd.log"
+if mountpoint -q "$T/run/sessions"; then
+    ok "cofferd takes the mount as its session directory root, and the published files as apart from it" \
+        sh -c '! grep -E "refusing the session directory|is on the file system of the session directories" "$1"' _ \
+        "$T/cofferd.log"
+fi
 S=/proc/$DPID/status
 is "cofferd runs as the daemon user" "$(awk '/^Uid:/ { print $2 }' "$S")" "$(id -u "$DU")"
 is "its effective capabilities are the unit's" "$(caps_of CapEff)" "$want_caps"

@@ -85,6 +85,31 @@ static void test_name_invalid(void **state) {
         free(over);
 }
 
+/* Audiences are paths like names (policy globs match their segments), with
+ * ':' allowed inside a segment. */
+static void test_audience_valid(void **state) {
+        static const char *good[] = {
+                "inference-api", "ml2/train", "ml2/a/b", "urn:example:api", "host:8443", "a", "...", "a.b/..c",
+        };
+        static const char *bad[] = {
+                "", "/", "/ml2", "ml2/", "ml2//prod", "ml2/../../prod", "..", ".", "ml2/./x", "ml2/..", "../x",
+                "a b", "a\tb", "a\nb", "a\x01b", "a\x7f", "caf\xc3\xa9", "a*", "a%2f", "https://api.example.com",
+        };
+        char *max = repeat('a', PROTO_AUDIENCE_MAX);
+        char *over = repeat('a', PROTO_AUDIENCE_MAX + 1);
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                if (!proto_audience_valid(good[i]))
+                        fail_msg("audience '%s' should be valid", good[i]);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (proto_audience_valid(bad[i]))
+                        fail_msg("audience %zu should be invalid", i);
+        assert_true(proto_audience_valid(max));
+        assert_false(proto_audience_valid(over));
+        free(max);
+        free(over);
+}
+
 static void test_prefix_valid(void **state) {
         static const char *good[] = { "", "a", "a/", "hf/", "hf/token", "db/train-ro/", "A.b_c-d/e/" };
         static const char *bad[] = { "/", "//", "/a", "a//", "a//b", "../", "./", "a/../", "a/./",
@@ -691,6 +716,7 @@ int main(void) {
                 cmocka_unit_test(test_name_valid),
                 cmocka_unit_test(test_name_invalid),
                 cmocka_unit_test(test_prefix_valid),
+                cmocka_unit_test(test_audience_valid),
                 cmocka_unit_test(test_secret_name_only),
                 cmocka_unit_test(test_secret_all_fields),
                 cmocka_unit_test(test_secret_cas_zero_is_present),

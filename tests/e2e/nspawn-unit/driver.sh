@@ -77,6 +77,10 @@ fi
 cp /var/lib/coffer/audit.log "$O/audit.log" 2>"$O/audit.cp.err"
 mode /run/coffer /run/coffer/sessions /run/coffer/jwks.json /run/coffer/revoked.json /var/lib/coffer \
     /var/lib/coffer/* >"$O/runtime.stat"
+# Which file system each is on: the session directories must have their own.
+stat -c '%n %d' /run/coffer /run/coffer/sessions /run/coffer/revoked.json >"$O/runtime.dev" 2>&1
+findmnt -n -o FSTYPE,OPTIONS --target /run/coffer/sessions >"$O/sessions.mount" 2>&1
+show run-coffer-sessions.mount >"$O/sessions.show"
 run audit "$C" audit verify
 
 # ---- stop ----
