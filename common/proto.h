@@ -16,6 +16,7 @@ enum proto_op {
         OP_UNSEAL       = 3,
         OP_SEAL         = 4,
         OP_ROTATE       = 5,
+        OP_ACCEPT_ROLLBACK = 6,
         OP_PUT          = 16,
         OP_GET          = 17,
         OP_LIST         = 18,
@@ -107,6 +108,8 @@ enum proto_tag {
         T_WANT_TOKENS   = 61, /* u64 bool */
         T_SID           = 62, /* string: a token's coffer session lease id */
         T_NBF           = 63, /* u64: a token's not-before */
+        T_STORE_GEN     = 96, /* u64: the store's generation */
+        T_ANCHOR_GEN    = 97, /* u64: the generation the audit log anchors */
 };
 
 /* Names: 1..PROTO_NAME_MAX bytes of [A-Za-z0-9._-], segments separated by
