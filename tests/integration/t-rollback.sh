@@ -67,7 +67,13 @@ ok "then unseal works" unseal_keyfile
 ok "the restored value is the backup's" get_is rb/api old-value
 fails_with "there is no rollback left to accept" 1 'no rollback to accept' "$COFFER" operator accept-rollback
 ok "the accepted store writes" put rb/api newer-value
+fails_with "a write that fails (check-and-set) rolls back" 8 'check-and-set' \
+    sh -c "printf x | '$COFFER' put rb/api --cas 1"
+fails_with "so does a denied one" 5 'permission denied' sh -c "printf x | setpriv --reuid=nobody --regid=nogroup --clear-groups '$COFFER' put rb/api"
 restart
+ok "after failed writes and a restart, no rollback is seen where there was none" unseal_keyfile
+stop_daemon
+start_daemon || { echo "Bail out! cofferd did not start"; exit 1; }
 ok "after a restart the accepted store unseals: the anchor moved" unseal_keyfile
 ok "the audit log verifies" "$COFFER" audit verify
 
