@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* coffer operator init/unseal/seal/rotate */
+/* coffer operator init/unseal/seal/rotate/accept-rollback */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -222,8 +222,25 @@ static int op_simple(struct cli *cli, int argc, char **argv, bool rotate) {
         return EXIT_OK;
 }
 
+static int op_accept_rollback(struct cli *cli, int argc) {
+        coffer *c = NULL;
+        uint64_t have = 0, anchored = 0;
+        if (argc != 1)
+                return cli_usage("operator accept-rollback");
+        int rc = cli_connect(cli, &c);
+        if (rc)
+                return rc;
+        rc = coffer_operator_accept_rollback(c, &have, &anchored);
+        coffer_disconnect(c);
+        if (rc < 0)
+                return cli_fail(rc, "accept-rollback");
+        printf("rollback accepted: the store at generation %llu replaces the audit log's generation %llu; unseal it "
+               "with `coffer operator unseal`\n", (unsigned long long) have, (unsigned long long) anchored);
+        return EXIT_OK;
+}
+
 int cmd_operator(struct cli *cli, int argc, char **argv) {
-        const char *usage = "operator init|unseal|seal|rotate ...";
+        const char *usage = "operator init|unseal|seal|rotate|accept-rollback ...";
         if (argc < 2)
                 return cli_usage(usage);
         const char *verb = argv[1];
@@ -236,5 +253,7 @@ int cmd_operator(struct cli *cli, int argc, char **argv) {
                 return op_simple(cli, argc - 1, argv + 1, false);
         if (strcmp(verb, "rotate") == 0)
                 return op_simple(cli, argc - 1, argv + 1, true);
+        if (strcmp(verb, "accept-rollback") == 0)
+                return op_accept_rollback(cli, argc - 1);
         return cli_usage(usage);
 }

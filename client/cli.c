@@ -24,7 +24,7 @@ static const struct subcommand commands[] = {
         { "operator", cmd_operator,
           "operator init (--keyfile FILE | --passphrase | --shares N --threshold K)\n"
           "       coffer operator unseal [--keyfile FILE]   (passphrase or share from stdin)\n"
-          "       coffer operator seal | rotate" },
+          "       coffer operator seal | rotate | accept-rollback" },
         { "audit", cmd_audit, "audit verify [FILE]" },
         { "policy", cmd_policy,
           "policy check [DIR]\n"

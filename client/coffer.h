@@ -115,6 +115,11 @@ COFFER_API COFFER_WUR int coffer_operator_init(coffer *c, coffer_secret **shares
 COFFER_API COFFER_WUR int coffer_operator_unseal(coffer *c, coffer_status *st, const void *key, size_t key_len);
 COFFER_API COFFER_WUR int coffer_operator_seal(coffer *c);
 COFFER_API COFFER_WUR int coffer_operator_rotate(coffer *c, uint64_t *term_out);
+/* The daemon refuses to unseal a store older than the generation its audit
+ * log anchors (-ESTALE). After a deliberate restore, accept the store as it
+ * is: unseal is allowed again and the audit log anchors the store's
+ * generation. Either output may be NULL. -EINVAL when there is nothing to accept. */
+COFFER_API COFFER_WUR int coffer_operator_accept_rollback(coffer *c, uint64_t *store_gen, uint64_t *anchored_gen);
 
 typedef struct coffer_identity {
         uint32_t uid, gid, pid;

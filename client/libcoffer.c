@@ -603,6 +603,19 @@ COFFER_API int coffer_operator_rotate(coffer *c, uint64_t *term_out) {
         return call_for_u64(c, OP_ROTATE, T_TERM, term_out);
 }
 
+COFFER_API int coffer_operator_accept_rollback(coffer *c, uint64_t *store_gen, uint64_t *anchored_gen) {
+        struct reply r;
+        int rc = call(c, OP_ACCEPT_ROLLBACK, NULL, &r);
+        if (rc < 0)
+                return rc;
+        if (store_gen)
+                wire_get_u64(&r.msg, T_STORE_GEN, store_gen);
+        if (anchored_gen)
+                wire_get_u64(&r.msg, T_ANCHOR_GEN, anchored_gen);
+        reply_free(&r);
+        return 0;
+}
+
 /* ---- identity and audit ---- */
 
 COFFER_API int coffer_whoami(coffer *c, coffer_identity *id) {

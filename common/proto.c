@@ -282,6 +282,7 @@ const char *proto_op_name(uint16_t op) {
         case OP_UNSEAL: return "unseal";
         case OP_SEAL: return "seal";
         case OP_ROTATE: return "rotate";
+        case OP_ACCEPT_ROLLBACK: return "accept-rollback";
         case OP_PUT: return "put";
         case OP_GET: return "get";
         case OP_LIST: return "list";

@@ -16,6 +16,7 @@ enum proto_op {
         OP_UNSEAL       = 3,
         OP_SEAL         = 4,
         OP_ROTATE       = 5,
+        OP_ACCEPT_ROLLBACK = 6,
         OP_PUT          = 16,
         OP_GET          = 17,
         OP_LIST         = 18,
@@ -112,6 +113,8 @@ enum proto_tag {
         T_FOREIGN_NS    = 66, /* u64 bool: another mount or user namespace than the host's */
         T_REVOKED_STALE = 67, /* u64 unix seconds: revoked.json is stale since (absent: current) */
         T_JWKS_STALE    = 68, /* u64 unix seconds: jwks.json is stale since (absent: current) */
+        T_STORE_GEN     = 69, /* u64: the store's generation */
+        T_ANCHOR_GEN    = 70, /* u64: the generation the audit log anchors */
 };
 
 /* Names: 1..PROTO_NAME_MAX bytes of [A-Za-z0-9._-], segments separated by

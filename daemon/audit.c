@@ -59,6 +59,7 @@ struct audit {
         bool keyed;              /* false: an unkeyed segment (plain BLAKE2b) */
         uint64_t seq;            /* of the last record written */
         uint8_t head[MAC_SIZE];  /* its MAC */
+        uint64_t gen;            /* the store generation every record carries: the anchor */
         uint8_t *key;            /* current segment key, sodium_malloc'd */
         uint8_t *next;           /* the next segment's key until its record is written */
         struct line ln;
@@ -176,8 +177,8 @@ static void put_head(struct audit *a, const char *event) {
         strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
         a->ln.len = 0;
         a->ln.overflow = a->ln.truncated = false;
-        putf(&a->ln, "{\"seq\":%llu,\"time\":\"%s.%06ldZ\",\"event\":\"%s\"", (unsigned long long) (a->seq + 1), t,
-             ts.tv_nsec / 1000, event);
+        putf(&a->ln, "{\"seq\":%llu,\"time\":\"%s.%06ldZ\",\"event\":\"%s\",\"gen\":%llu",
+             (unsigned long long) (a->seq + 1), t, ts.tv_nsec / 1000, event, (unsigned long long) a->gen);
 }
 
 /* An unkeyed segment still hashes each record, so that an edit anywhere in
@@ -254,10 +255,11 @@ static void put_sealed_key(struct line *l, const uint8_t *key, const uint8_t pk[
 
 static void journal_segment(const struct audit *a, const char *mode, const char *cause) {
         if (a->journal)
-                sd_journal_send("MESSAGE=coffer: audit log segment %s (%s) at record %llu", mode, cause,
-                                (unsigned long long) a->seq, "MESSAGE_ID=" MID_SEGMENT, "PRIORITY=6",
-                                "COFFER_AUDIT_MODE=%s", mode, "COFFER_AUDIT_SEQ=%llu", (unsigned long long) a->seq,
-                                NULL);
+                sd_journal_send("MESSAGE=coffer: audit log segment %s (%s) at record %llu, store generation %llu",
+                                mode, cause, (unsigned long long) a->seq, (unsigned long long) a->gen,
+                                "MESSAGE_ID=" MID_SEGMENT, "PRIORITY=6", "COFFER_AUDIT_MODE=%s", mode,
+                                "COFFER_AUDIT_SEQ=%llu", (unsigned long long) a->seq,
+                                "COFFER_STORE_GENERATION=%llu", (unsigned long long) a->gen, NULL);
 }
 
 /* Write the segment record under the new key (master_key, or a fresh random
@@ -308,7 +310,7 @@ struct span {
 };
 
 struct fields {
-        struct span seq, event, mode, key, prev, mac;
+        struct span seq, event, gen, mode, key, prev, mac;
 };
 
 static bool is_hex(char c) {
@@ -383,6 +385,8 @@ static struct span *field_slot(struct fields *f, const char *k, size_t n) {
                 return &f->seq;
         if (IS(event))
                 return &f->event;
+        if (IS(gen))
+                return &f->gen;
         if (IS(mode))
                 return &f->mode;
         if (IS(key))
@@ -482,6 +486,9 @@ static int chain_from_window(struct audit *a, const char *buf, size_t n, bool wh
                 if (parse_record(buf + start, end - start, &r)) {
                         a->seq = r.seq;
                         memcpy(a->head, r.mac, MAC_SIZE);
+                        /* A log written before generations anchors none. */
+                        if (r.f.gen.type != V_NONE && !span_u64(&r.f.gen, &a->gen))
+                                return -EBADMSG;
                         return 0;
                 }
                 end = start;
@@ -578,6 +585,14 @@ void audit_close(struct audit *a) {
                 sodium_free(a->next);
         free(a->ln.buf);
         free(a);
+}
+
+uint64_t audit_generation(const struct audit *a) {
+        return a->gen;
+}
+
+void audit_set_generation(struct audit *a, uint64_t gen) {
+        a->gen = gen;
 }
 
 void audit_head(const struct audit *a, uint64_t *seq, uint8_t mac[static 32]) {

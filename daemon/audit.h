@@ -39,6 +39,11 @@ int audit_unsealed(struct audit *a, const uint8_t mac_key[static 32]);
 /* Start a new sealed segment (after seal). */
 int audit_sealed(struct audit *a, const uint8_t box_pk[static 32]);
 int audit_record(struct audit *a, const struct audit_event *ev);
+/* The store generation anchored outside the store: every record carries the
+ * one last set (see store_generation_durable); audit_open takes it from the
+ * log's last record, 0 for a log that has none. */
+uint64_t audit_generation(const struct audit *a);
+void audit_set_generation(struct audit *a, uint64_t gen);
 /* The chain head, so a verifier can detect truncation of the live log. */
 void audit_head(const struct audit *a, uint64_t *seq, uint8_t mac[static 32]);
 

@@ -212,8 +212,9 @@ static void unseal_from_credential(struct cofferd *d) {
         if (fd < 0)
                 return;
         _cleanup_secbuf_ struct secbuf key = { 0 };
-        const char *why = NULL;
-        int rc = read_all_fd(fd, PROTO_KEY_MAX, &key.p, &key.len);
+        char held[512];
+        const char *why = server_rollback_refusal(d, held, sizeof(held));
+        int rc = why ? -ESTALE : read_all_fd(fd, PROTO_KEY_MAX, &key.p, &key.len);
         if (rc == 0)
                 rc = seal_unseal(&d->seal, d->store, key.p, key.len, &why);
         if (rc == 0 && !seal_is_sealed(&d->seal))
@@ -369,6 +370,8 @@ static int open_store(struct cofferd *d) {
         rc = audit_open(&d->audit, d->audit_path, d->seal.has_audit_pk ? d->seal.audit_pk : NULL);
         if (rc < 0)
                 return die("cannot open the audit log %s: %s", d->audit_path, audit_strerror(rc));
+        /* Before anything writes to the store. */
+        server_check_rollback(d);
         return 0;
 }
 

@@ -193,6 +193,8 @@ static int put_status(struct request *r) {
         wire_put_str(r->out, T_SERVER_VER, COFFER_VERSION);
         wire_put_u64(r->out, T_TERM, t ? t->term : 0);
         tokens_put_status(r->d, r->out);
+        wire_put_u64(r->out, T_STORE_GEN, store_generation(r->d->store));
+        wire_put_u64(r->out, T_ANCHOR_GEN, audit_generation(r->d->audit));
         return 0;
 }
 
@@ -232,6 +234,9 @@ static int process_unseal(struct request *r) {
         int rc = proto_decode_unseal(r->msg, &q, &why);
         if (rc < 0)
                 return fail(r, rc, "%s", why);
+        char held[512];
+        if (server_rollback_refusal(r->d, held, sizeof(held)))
+                return fail(r, -ESTALE, "%s", held);
         bool was_sealed = seal_is_sealed(&r->d->seal);
         rc = seal_unseal(&r->d->seal, r->d->store, q.key, q.key_len, &why);
         if (rc < 0)
@@ -242,6 +247,25 @@ static int process_unseal(struct request *r) {
                         return rc;
         }
         return put_status(r);
+}
+
+/* A deliberate restore: the store as it is becomes the anchored history. The
+ * record of this request is the first to carry the store's generation. */
+static int process_accept_rollback(struct request *r) {
+        struct cofferd *d = r->d;
+        unsigned long long have = store_generation(d->store), anchored = audit_generation(d->audit);
+        if (!d->rollback_held)
+                return fail(r, -EINVAL,
+                            "there is no rollback to accept: the store (generation %llu) is not older than the "
+                            "audit log's anchor (generation %llu)", have, anchored);
+        d->rollback_held = false;
+        store_hold_generation(d->store, false);
+        snprintf(r->detail, sizeof(r->detail), "store generation %llu replaces anchored %llu", have, anchored);
+        server_log("cofferd: store rollback accepted by uid %u: generation %llu replaces anchored %llu; unseal "
+                   "is allowed again", (unsigned) r->peer->uid, have, anchored);
+        wire_put_u64(r->out, T_STORE_GEN, have);
+        wire_put_u64(r->out, T_ANCHOR_GEN, anchored);
+        return 0;
 }
 
 static int process_seal(struct request *r) {
@@ -608,6 +632,7 @@ static const struct op ops[] = {
         { OP_INIT, AUTH_FIXED, POL_ADMIN, "store:init", process_init },
         { OP_UNSEAL, NEED_INIT | AUTH_FIXED, POL_ADMIN, "store:unseal", process_unseal },
         { OP_SEAL, NEED_INIT | AUTH_FIXED, POL_ADMIN, "store:seal", process_seal },
+        { OP_ACCEPT_ROLLBACK, NEED_INIT | AUTH_FIXED, POL_ADMIN, "store:accept-rollback", process_accept_rollback },
         { OP_ROTATE, NEED_UNSEALED | AUTH_FIXED | WRITES, POL_ADMIN, "store:rotate", process_rotate },
         { OP_POLICY_RELOAD, AUTH_FIXED, POL_ADMIN, "policy:reload", process_policy_reload },
         { OP_AUDIT_VERIFY, NEED_UNSEALED | AUTH_FIXED | TAKES_FD, POL_ADMIN, "audit:verify", process_audit_verify },
@@ -681,6 +706,7 @@ static int audit_request(struct request *r, uint16_t code, int rc) {
                 .lease = r->lease[0] ? r->lease : NULL,
                 .detail = r->detail[0] ? r->detail : NULL,
         };
+        server_anchor(r->d, r->in_tx && rc == 0);
         return audit_record(r->d->audit, &ev);
 }
 

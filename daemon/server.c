@@ -375,9 +375,51 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* ---- the store's generation and its anchor ---- */
+
+void server_anchor(struct cofferd *d, bool committing) {
+        if (!d->rollback_held)
+                audit_set_generation(d->audit, store_generation_durable(d->store, committing));
+}
+
+/* An uninitialized store holds nothing to roll back; init anchors anew. */
+void server_check_rollback(struct cofferd *d) {
+        uint64_t have = store_generation(d->store), anchored = audit_generation(d->audit);
+        if (!d->seal.initialized || have >= anchored)
+                return;
+        d->rollback_held = true;
+        store_hold_generation(d->store, true);
+        server_log("cofferd: STORE ROLLED BACK: %s/%s is at generation %llu, but the audit log %s anchors generation "
+                   "%llu: an older copy of the store was put back. Unseal is refused; if the restore was deliberate, "
+                   "run `coffer operator accept-rollback`",
+                   d->cfg.state_dir, STORE_DB_NAME, (unsigned long long) have, d->audit_path,
+                   (unsigned long long) anchored);
+        char detail[96];
+        snprintf(detail, sizeof(detail), "store generation %llu, anchored %llu", (unsigned long long) have,
+                 (unsigned long long) anchored);
+        struct audit_event ev = { .op = "store-rollback", .object = "store", .decision = "deny",
+                                  .rule = "generation", .result = -ESTALE, .detail = detail };
+        if (audit_record(d->audit, &ev) < 0)
+                server_log("cofferd: the audit record of the store rollback could not be written");
+}
+
+const char *server_rollback_refusal(const struct cofferd *d, char *buf, size_t n) {
+        if (!d->rollback_held)
+                return NULL;
+        snprintf(buf, n,
+                 "the store was rolled back: it is at generation %llu, but the audit log anchors generation %llu "
+                 "(an older copy of %s was put back); unsealing it would bring back rotated values, used grants "
+                 "and revoked tokens. If the restore was deliberate run `coffer operator accept-rollback`, then "
+                 "unseal; otherwise put the current store back",
+                 (unsigned long long) store_generation(d->store), (unsigned long long) audit_generation(d->audit),
+                 STORE_DB_NAME);
+        return buf;
+}
+
 /* ---- audit segments ---- */
 
 int server_unsealed(struct cofferd *d) {
+        server_anchor(d, false);
         int rc = audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
         if (rc < 0)
                 return rc;
@@ -395,6 +437,7 @@ int server_unsealed(struct cofferd *d) {
 int server_sealed(struct cofferd *d) {
         lease_set_master(d->leases, NULL, 0);
         tokens_sealed(d);
+        server_anchor(d, false);
         if (!d->seal.has_audit_pk)
                 return 0;
         return audit_sealed(d->audit, d->seal.audit_pk);

@@ -76,6 +76,9 @@ struct cofferd {
         struct creds_map *creds_map;       /* NULL = names map to secrets of the same name */
         unsigned maps_from_args;           /* 1: --login-map, 2: --creds-map (kept over reloads) */
         bool creds_map_broken;             /* the creds map never loaded: serve no credential */
+        /* The store is older than the generation the audit log anchors: no
+         * unseal until `coffer operator accept-rollback`. */
+        bool rollback_held;
 };
 
 /* Watch the process that opened a login session (pam_coffer runs in sshd's
@@ -92,6 +95,14 @@ int server_start(struct cofferd *d);
  * token keys derived) or sealed (keys wiped, a new sealed audit segment). */
 int server_unsealed(struct cofferd *d);
 int server_sealed(struct cofferd *d);
+/* At start: is the store older than the generation the audit log anchors
+ * (restored from an older copy)? Then hold it: logged, audited, no unseal. */
+void server_check_rollback(struct cofferd *d);
+/* Why unseal is refused (a held rollback), or NULL. */
+const char *server_rollback_refusal(const struct cofferd *d, char *buf, size_t n);
+/* Let the audit records anchor the store's generation (not while held);
+ * committing: the request's transaction is about to commit. */
+void server_anchor(struct cofferd *d, bool committing);
 /* Re-arm the lease timer after leases changed; write the revocation list if
  * it changed (tokens_refresh). Called after every request. */
 void server_leases_changed(struct cofferd *d);

@@ -3,7 +3,12 @@
  * The store: SQLite in the state dir, treated as untrusted storage.
  *
  * Layout:
- *   meta(key, value)                  small blobs; schema_version lives here
+ *   meta(key, value)                  small blobs; schema_version lives here,
+ *                                     and generation: a counter bumped in
+ *                                     every committed write transaction, so a
+ *                                     copy of the file restored later is seen
+ *                                     to be older than the anchor the daemon
+ *                                     keeps outside it (the audit log)
  *   secrets(name, current, max_versions)
  *                                     one row per name; current is the highest
  *                                     version ever written, so versions are
@@ -59,6 +64,7 @@ enum {
         Q_ROLLBACK_TO,
         Q_META_GET,
         Q_META_PUT,
+        Q_GEN_PUT,
         Q_HEAD_GET,
         Q_HEAD_PUT,
         Q_VER_INSERT,
@@ -89,6 +95,7 @@ static const char *const query_sql[Q_COUNT] = {
         [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
         [Q_META_PUT] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [Q_GEN_PUT] = "UPDATE meta SET value = ?1 WHERE key = 'generation'",
         [Q_HEAD_GET] = "SELECT current, max_versions FROM secrets WHERE name = ?1",
         [Q_HEAD_PUT] = "INSERT INTO secrets(name, current, max_versions) VALUES (?1, ?2, ?3) "
                        "ON CONFLICT(name) DO UPDATE SET current = excluded.current, "
@@ -159,6 +166,10 @@ static const char schema_sql[] =
         " PRIMARY KEY (name, version));"
         "INSERT INTO meta(key, value) VALUES ('schema_version', " STR(STORE_SCHEMA_VERSION) ");";
 
+/* Stores made before the generation counter start theirs at 0, as does a new
+ * store; an audit log without an anchor anchors 0. */
+static const char generation_sql[] = "INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', 0);";
+
 struct store {
         sqlite3 *db;
         sqlite3_stmt *q[Q_COUNT];
@@ -166,6 +177,10 @@ struct store {
         bool in_tx;      /* inside store_begin .. store_commit/rollback */
         bool scrub_wal;  /* a destroy is pending: checkpoint after commit */
         bool relaxed;    /* this transaction commits with synchronous=NORMAL */
+        bool bumped;     /* this transaction has set the next generation */
+        bool gen_held;   /* writes do not count: see store_hold_generation */
+        uint64_t gen;    /* the last committed generation */
+        uint64_t durable; /* the last generation committed with fsync */
         char errmsg[256];
 };
 
@@ -328,16 +343,38 @@ static void after_commit(struct store *s) {
 
 /* A write runs in its own transaction, or, inside store_begin, in a savepoint,
  * so a failing write never leaves half of itself behind. */
+static int bump(struct store *s);
+
 static int write_begin(struct store *s) {
-        return run(s, s->q[s->in_tx ? Q_SAVEPOINT : Q_BEGIN]);
+        int rc = run(s, s->q[s->in_tx ? Q_SAVEPOINT : Q_BEGIN]);
+        if (rc < 0 || s->in_tx)
+                return rc;
+        rc = bump(s);
+        if (rc < 0) {
+                (void) run(s, s->q[Q_ROLLBACK]);
+                s->bumped = false;
+        }
+        return rc;
+}
+
+/* A transaction committed: its generation is the store's (and durable, when
+ * the commit waited for fsync). */
+static void gen_committed(struct store *s, bool synced) {
+        if (s->bumped)
+                s->gen++;
+        if (synced)
+                s->durable = s->gen;
+        s->bumped = false;
 }
 
 static int write_end(struct store *s, int rc) {
         if (rc >= 0) {
                 int r = run(s, s->q[s->in_tx ? Q_RELEASE : Q_COMMIT]);
                 if (r == 0) {
-                        if (!s->in_tx)
+                        if (!s->in_tx) {
+                                gen_committed(s, true);
                                 after_commit(s);
+                        }
                         return rc;
                 }
                 rc = r;
@@ -349,6 +386,8 @@ static int write_end(struct store *s, int rc) {
                 (void) run(s, s->q[Q_ROLLBACK]);
                 s->scrub_wal = false;
         }
+        if (!s->in_tx)
+                s->bumped = false;
         return rc;
 }
 
@@ -359,7 +398,13 @@ int store_begin(struct store *s) {
                 return fail(s, -EINVAL, "a transaction is already open");
         int rc = run(s, s->q[Q_BEGIN]);
         if (rc == 0)
+                rc = bump(s);
+        if (rc < 0 && tx_active(s))
+                (void) run(s, s->q[Q_ROLLBACK]);
+        if (rc == 0)
                 s->in_tx = true;
+        else
+                s->bumped = false;
         return rc;
 }
 
@@ -390,13 +435,17 @@ int store_commit(struct store *s) {
                 return -EINVAL;
         if (!s->in_tx)
                 return fail(s, -EINVAL, "no transaction is open");
+        bool synced = !s->relaxed;
         int rc = run(s, s->q[Q_COMMIT]);
         end_relaxed(s);
         if (rc < 0 && tx_active(s))
                 (void) run(s, s->q[Q_ROLLBACK]);
         s->in_tx = false;
-        if (rc == 0)
+        if (rc == 0) {
+                gen_committed(s, synced);
                 after_commit(s);
+        }
+        s->bumped = false;
         s->scrub_wal = false;
         return rc;
 }
@@ -408,7 +457,44 @@ void store_rollback(struct store *s) {
                 (void) run(s, s->q[Q_ROLLBACK]);
         end_relaxed(s);
         s->in_tx = false;
+        s->bumped = false;
         s->scrub_wal = false;
+}
+
+/* ---- generation ---- */
+
+/* One UPDATE in the transaction's own commit: no extra fsync. */
+static int bump(struct store *s) {
+        if (s->gen_held)
+                return 0;
+        if (s->gen >= INT64_MAX)
+                return fail(s, -EOVERFLOW, "the store's generation counter has run out");
+        sqlite3_stmt *q = s->q[Q_GEN_PUT];
+        int rc = bind_i64(s, q, 1, s->gen + 1);
+        if (rc < 0) {
+                resetp(&q);
+                return rc;
+        }
+        rc = run(s, q);
+        if (rc == 0 && sqlite3_changes(s->db) != 1)
+                rc = fail(s, -EBADMSG, "the store has no generation row; it is damaged");
+        if (rc == 0)
+                s->bumped = true;
+        return rc;
+}
+
+uint64_t store_generation(const struct store *s) {
+        return s->gen;
+}
+
+uint64_t store_generation_durable(const struct store *s, bool committing) {
+        if (committing && s->in_tx && s->bumped && !s->relaxed)
+                return s->gen + 1;
+        return s->durable;
+}
+
+void store_hold_generation(struct store *s, bool hold) {
+        s->gen_held = hold;
 }
 
 /* ---- open ---- */
@@ -520,6 +606,19 @@ static int check_schema(struct store *s) {
         return exec(s, lease_schema_sql);
 }
 
+static int load_generation(struct store *s) {
+        int64_t v;
+        int rc = exec(s, generation_sql);
+        if (rc == 0)
+                rc = query_i64(s, "SELECT value FROM meta WHERE key = 'generation'", &v, 1);
+        if (rc == 0 && v < 0)
+                rc = fail(s, -EBADMSG, "the store's generation is negative; it is damaged");
+        if (rc < 0)
+                return rc;
+        s->gen = s->durable = (uint64_t) v;
+        return 0;
+}
+
 /* Check or create the schema in one transaction, so a crash cannot leave a
  * half-created store. */
 static int setup_schema(struct store *s) {
@@ -527,6 +626,8 @@ static int setup_schema(struct store *s) {
         if (rc < 0)
                 return rc;
         rc = check_schema(s);
+        if (rc == 0)
+                rc = load_generation(s);
         if (rc == 0)
                 rc = exec(s, "COMMIT");
         if (rc < 0 && tx_active(s))
@@ -647,8 +748,8 @@ int store_meta_get(struct store *s, const char *key, uint8_t **val, size_t *len)
 int store_meta_put(struct store *s, const char *key, const void *val, size_t len) {
         if (!s || !key_ok(key) || (!val && len))
                 return -EINVAL;
-        if (strcmp(key, "schema_version") == 0)
-                return fail(s, -EINVAL, "schema_version is managed by the store");
+        if (strcmp(key, "schema_version") == 0 || strcmp(key, "generation") == 0)
+                return fail(s, -EINVAL, "%s is managed by the store", key);
         sqlite3_stmt *q = s->q[Q_META_PUT];
         int rc = bind_name(s, q, key);
         if (rc == 0)

@@ -42,6 +42,20 @@ int store_begin_relaxed(struct store *s);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
 
+/* The generation: a counter in meta that every committed write transaction
+ * bumps (0 for a store made before it existed). The daemon anchors it outside
+ * the store, so an older copy of the file put back is told from the live one;
+ * see docs/THREAT-MODEL.md "Rollback of the store". */
+uint64_t store_generation(const struct store *s);
+/* What an anchor may record now, so that no crash or power cut leaves the
+ * store behind it: with committing, inside a fully synced transaction that
+ * is about to commit, the generation it commits; otherwise the last
+ * generation whose commit waited for fsync. */
+uint64_t store_generation_durable(const struct store *s, bool committing);
+/* While held, writes do not bump the generation: a store found older than
+ * its anchor must not catch up by restarts alone. */
+void store_hold_generation(struct store *s, bool hold);
+
 /* Secrets. now = unix seconds (the caller's clock, so tests can fix it). */
 int store_secret_put(struct store *s, const struct keyring *k, const char *name,
                      const uint8_t *val, size_t len, bool has_cas, uint64_t cas,

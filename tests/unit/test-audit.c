@@ -224,9 +224,9 @@ static void test_record_fields(void **state) {
         audit_close(a);
         load(f);
         assert_int_equal(f->nlines, 3);
-        assert_non_null(strstr(f->line[0], "\"event\":\"segment\",\"mode\":\"sealed\",\"cause\":\"start\",\"key\":\""));
+        assert_non_null(strstr(f->line[0], "\"event\":\"segment\",\"gen\":0,\"mode\":\"sealed\",\"cause\":\"start\",\"key\":\""));
         assert_non_null(strstr(f->line[1], "\"seq\":2,\"time\":\""));
-        assert_non_null(strstr(f->line[1], "\"event\":\"request\",\"op\":\"get\",\"object\":\"secret:x\","
+        assert_non_null(strstr(f->line[1], "\"event\":\"request\",\"gen\":0,\"op\":\"get\",\"object\":\"secret:x\","
                                            "\"decision\":\"deny\",\"rule\":\"test\",\"result\":\"ENOENT\","
                                            "\"version\":42,\"uid\":1000,\"gid\":1000,\"pid\":4242,\"user\":\"alice\","
                                            "\"exe\":\"/usr/bin/python3\",\"exe_file\":\"8:1:4711\",\"unit\":\"session-7.scope\","
@@ -238,6 +238,52 @@ static void test_record_fields(void **state) {
         assert_int_equal(strcspn(t, "\""), strlen("2024-01-01T00:00:00.000000Z"));
         assert_int_equal(t[26], 'Z');
         assert_int_equal(t[19], '.');
+}
+
+/* The anchor: every record carries the store generation last set, and a
+ * reopened log continues from its last record's; a log written before
+ * generations anchors 0, and a record whose gen is not a number is refused
+ * (it was edited: the anchor cannot be trusted). */
+static void test_generation_anchor(void **state) {
+        struct fx *f = *state;
+        struct audit *a;
+        struct audit_report rep;
+        struct audit_event ev = event(f, "put", "secret:x");
+        make_log(f, 1);
+        assert_int_equal(audit_open(&a, f->path, f->box_pk), 0);
+        assert_int_equal(audit_generation(a), 0);
+        audit_set_generation(a, 41);
+        assert_int_equal(audit_record(a, &ev), 0);
+        audit_set_generation(a, 42);
+        assert_int_equal(audit_record(a, &ev), 0);
+        audit_close(a);
+        load(f);
+        assert_non_null(strstr(f->line[f->nlines - 1], "\"event\":\"request\",\"gen\":42,"));
+        assert_int_equal(audit_open(&a, f->path, f->box_pk), 0);
+        assert_int_equal(audit_generation(a), 42);
+        audit_close(a);
+        load(f);
+        assert_non_null(strstr(f->line[f->nlines - 1], "\"event\":\"segment\",\"gen\":42,"));
+        assert_int_equal(verify(f, &rep), 0);
+
+        /* The last record as an older daemon wrote it: no gen at all. */
+        char *g = strstr(f->line[f->nlines - 1], ",\"gen\":42");
+        memmove(g, g + strlen(",\"gen\":42"), strlen(g + strlen(",\"gen\":42")) + 1);
+        store(f);
+        assert_int_equal(audit_open(&a, f->path, f->box_pk), 0);
+        assert_int_equal(audit_generation(a), 0);
+        audit_close(a);
+
+        load(f);
+        char *line = f->line[f->nlines - 1], *edited = NULL;
+        g = strstr(line, "\"gen\":0,");
+        assert_non_null(g);
+        *g = '\0';
+        assert_true(asprintf(&edited, "%s\"gen\":\"0\"%s", line, g + strlen("\"gen\":0")) > 0);
+        free(line);
+        f->line[f->nlines - 1] = edited;
+        store(f);
+        assert_int_equal(audit_open(&a, f->path, f->box_pk), -EBADMSG);
 }
 
 /* Every literal the writer emits must parse: found by the fuzzer as
@@ -901,6 +947,7 @@ int main(void) {
                 T(test_file_is_0600),
                 T(test_record_fields),
                 T(test_unset_peer_fields),
+                T(test_generation_anchor),
                 T(test_unsealed_segments_verify),
                 T(test_wrong_box_key),
                 T(test_wrong_mac_key),

@@ -698,6 +698,7 @@ static void test_op_name(void **state) {
                 { OP_GET, "get" },           { OP_LIST, "list" },         { OP_VERSIONS, "versions" },
                 { OP_DELETE, "delete" },     { OP_UNDELETE, "undelete" }, { OP_DESTROY, "destroy" },
                 { OP_WHOAMI, "whoami" },     { OP_AUDIT_VERIFY, "audit-verify" },
+                { OP_ACCEPT_ROLLBACK, "accept-rollback" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(ops); i++) {
@@ -705,7 +706,7 @@ static void test_op_name(void **state) {
                 assert_string_equal(proto_op_name(ops[i].op | PROTO_REPLY_BIT), ops[i].name);
         }
         assert_string_equal(proto_op_name(0), "unknown");
-        assert_string_equal(proto_op_name(6), "unknown");
+        assert_string_equal(proto_op_name(7), "unknown");
         assert_string_equal(proto_op_name(999), "unknown");
         assert_string_equal(proto_op_name(PROTO_REPLY_BIT), "unknown");
         assert_string_equal(proto_op_name(OP_ERROR), "unknown");

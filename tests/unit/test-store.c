@@ -754,6 +754,80 @@ static void test_bad_args(void **state) {
         assert_int_equal(store_open(&(struct store *) { NULL }, ""), -EINVAL);
 }
 
+/* Every committed write transaction counts once, a rolled-back one not at
+ * all, and the count survives a reopen: it is what an anchor outside the
+ * store compares with. */
+static void test_generation_counts_commits(void **state) {
+        struct fx *f = *state;
+        uint64_t g0 = store_generation(f->s);
+        put(f, "gen/a", "1");
+        assert_int_equal(store_generation(f->s), g0 + 1);
+        assert_int_equal(store_begin(f->s), 0);
+        put(f, "gen/a", "2");
+        put(f, "gen/b", "3");
+        assert_int_equal(store_generation_durable(f->s, true), g0 + 2);
+        assert_int_equal(store_generation_durable(f->s, false), g0 + 1);
+        assert_int_equal(store_commit(f->s), 0);
+        assert_int_equal(store_generation(f->s), g0 + 2);
+        assert_int_equal(store_begin(f->s), 0);
+        put(f, "gen/c", "4");
+        store_rollback(f->s);
+        assert_int_equal(store_generation(f->s), g0 + 2);
+        reopen(f);
+        assert_int_equal(store_generation(f->s), g0 + 2);
+        assert_int_equal(raw_int(f, "SELECT value FROM meta WHERE key = 'generation'"), (long long) (g0 + 2));
+        assert_int_equal(store_meta_put(f->s, "generation", "9", 1), -EINVAL);
+}
+
+/* A relaxed commit (no fsync) can be lost to a power cut: until a full
+ * commit follows, an anchor may only record the generation before it. */
+static void test_generation_durable(void **state) {
+        struct fx *f = *state;
+        uint64_t g0 = store_generation(f->s);
+        assert_int_equal(store_begin_relaxed(f->s), 0);
+        put(f, "gen/r", "1");
+        assert_int_equal(store_generation_durable(f->s, true), g0);
+        assert_int_equal(store_commit(f->s), 0);
+        assert_int_equal(store_generation(f->s), g0 + 1);
+        assert_int_equal(store_generation_durable(f->s, false), g0);
+        put(f, "gen/r", "2");
+        assert_int_equal(store_generation_durable(f->s, false), g0 + 2);
+}
+
+/* Held, writes do not count: a rolled-back store cannot catch up with its
+ * anchor by restarts that write (lease expiry at start). */
+static void test_generation_held(void **state) {
+        struct fx *f = *state;
+        uint64_t g0 = store_generation(f->s);
+        store_hold_generation(f->s, true);
+        put(f, "gen/h", "1");
+        assert_int_equal(store_begin(f->s), 0);
+        put(f, "gen/h", "2");
+        assert_int_equal(store_commit(f->s), 0);
+        assert_int_equal(store_generation(f->s), g0);
+        store_hold_generation(f->s, false);
+        put(f, "gen/h", "3");
+        assert_int_equal(store_generation(f->s), g0 + 1);
+}
+
+/* A store made before the counter gets one, starting at 0; a damaged one is
+ * refused rather than read as 0. */
+static void test_generation_migration(void **state) {
+        struct fx *f = *state;
+        put(f, "gen/m", "1");
+        raw_sql(f, "DELETE FROM meta WHERE key = 'generation'");
+        assert_int_equal(store_generation(f->s), 0);
+        put(f, "gen/m", "2");
+        assert_int_equal(store_generation(f->s), 1);
+        assert_int_equal(get_is(f, "gen/m", 0, "2", 2), 0);
+        raw_exec(f, "UPDATE meta SET value = 'x' WHERE key = 'generation'");
+        assert_int_equal(store_open(&f->s, f->dir), -EBADMSG);
+        raw_exec(f, "UPDATE meta SET value = -1 WHERE key = 'generation'");
+        assert_int_equal(store_open(&f->s, f->dir), -EBADMSG);
+        raw_sql(f, "UPDATE meta SET value = 7 WHERE key = 'generation'");
+        assert_int_equal(store_generation(f->s), 7);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -784,6 +858,10 @@ int main(void) {
                 T(test_meta),
                 T(test_transactions),
                 T(test_bad_args),
+                T(test_generation_counts_commits),
+                T(test_generation_durable),
+                T(test_generation_held),
+                T(test_generation_migration),
         };
         if (sodium_init() < 0)
                 return 1;
