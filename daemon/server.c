@@ -30,7 +30,11 @@
 #include "util.h"
 
 #define READ_CHUNK 65536u
-#define OUT_HIGH_WATER (4u * 1024u * 1024u) /* stop reading while this much is unsent */
+/* A connection's requests wait while this much of its output is unsent; the
+ * buffer holds one largest reply beyond it, so no executed request loses its
+ * reply. */
+#define OUT_HIGH_WATER (256u * 1024u)
+#define OUT_LIMIT (OUT_HIGH_WATER + WIRE_HEADER_SIZE + WIRE_BODY_MAX)
 #define ACCEPT_BATCH 64
 
 struct conn {
@@ -46,6 +50,7 @@ struct conn {
         size_t out_off;
         uint64_t last_active; /* monotonic usec of accept or last complete frame */
         bool closing;         /* drop after the pending reply is written */
+        bool eof;             /* the client shut down its side: answer, flush, close */
         struct conn *prev, *next;
 };
 
@@ -123,6 +128,17 @@ static void conn_free(struct conn *c) {
 
 /* ---- output ---- */
 
+/* All written: a large buffer is given back rather than kept pinned. */
+static void out_drained(struct conn *c) {
+        if (c->out.cap > READ_CHUNK) {
+                wire_writer_free(&c->out);
+                wire_writer_init(&c->out);
+                c->out.limit = OUT_LIMIT;
+        } else
+                wire_writer_reset(&c->out);
+        c->out_off = 0;
+}
+
 static int conn_flush(struct conn *c) {
         while (c->out_off < c->out.len) {
                 ssize_t n = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -136,28 +152,47 @@ static int conn_flush(struct conn *c) {
                 c->out_off += (size_t) n;
         }
         if (c->out_off == c->out.len) {
-                wire_writer_reset(&c->out);
-                c->out_off = 0;
+                out_drained(c);
                 if (c->closing)
                         return -ECONNRESET;
         }
         return 0;
 }
 
+static size_t conn_pending(const struct conn *c) {
+        return c->out.len - c->out_off;
+}
+
 static void conn_update_events(struct conn *c) {
         uint32_t ev = 0;
-        size_t pending = c->out.len - c->out_off;
+        size_t pending = conn_pending(c);
         if (pending)
                 ev |= EPOLLOUT;
-        if (!c->closing && pending < OUT_HIGH_WATER)
+        if (!c->closing && !c->eof && pending < OUT_HIGH_WATER)
                 ev |= EPOLLIN;
         sd_event_source_set_io_events(c->src, ev);
 }
 
-/* Append one reply frame to the output buffer. */
+/* Move the unsent bytes to the front, so the limit counts only them. */
+static void out_compact(struct conn *c) {
+        if (c->out_off == 0)
+                return;
+        size_t pending = conn_pending(c);
+        memmove(c->out.p, c->out.p + c->out_off, pending);
+        sodium_memzero(c->out.p + pending, c->out.len - pending);
+        c->out.len = pending;
+        c->out_off = 0;
+}
+
+/* Append one reply frame to the output buffer. conn_process stops below
+ * OUT_HIGH_WATER, so a reply always fits; failing here is out of memory. */
 static void conn_queue(struct conn *c, const struct wire_writer *frame) {
-        if (!wire_write_bytes(&c->out, frame->p, frame->len))
+        out_compact(c);
+        if (!wire_write_bytes(&c->out, frame->p, frame->len)) {
+                server_log("cofferd: cannot buffer a %zu-byte reply for pid %d: out of memory; closing", frame->len,
+                        (int) c->peer.pid);
                 c->closing = true;
+        }
 }
 
 static void conn_reject(struct conn *c, uint32_t id, uint16_t op, int code, const char *msg) {
@@ -217,7 +252,7 @@ static ssize_t conn_recv(struct conn *c) {
                 return errno == EAGAIN || errno == EINTR ? 0 : -errno;
         take_fds(c, &mh);
         if (n == 0)
-                return -ECONNRESET;
+                c->eof = true; /* what came before is still answered */
         c->in_len += (size_t) n;
         return n;
 }
@@ -250,9 +285,10 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
         c->d->requests++;
 }
 
-/* Answer every complete frame in the buffer. */
+/* Answer the complete frames in the buffer while the unsent output stays
+ * under OUT_HIGH_WATER; the rest wait there, unexecuted, until it drains. */
 static void conn_process(struct conn *c) {
-        while (!c->closing && c->in_len >= WIRE_HEADER_SIZE) {
+        while (!c->closing && c->in_len >= WIRE_HEADER_SIZE && conn_pending(c) < OUT_HIGH_WATER) {
                 struct wire_header h;
                 int rc = wire_header_parse(&h, c->in);
                 if (rc < 0) {
@@ -272,6 +308,30 @@ static void conn_process(struct conn *c) {
         }
 }
 
+static bool frame_complete(const struct conn *c) {
+        struct wire_header h;
+        if (c->in_len < WIRE_HEADER_SIZE)
+                return false;
+        return wire_header_parse(&h, c->in) < 0 || c->in_len >= WIRE_HEADER_SIZE + h.body_len;
+}
+
+/* Answer and write until the input has no complete frame or the client
+ * stops reading. After the client's EOF, the connection closes once every
+ * complete frame is answered and written. */
+static int conn_pump(struct conn *c) {
+        for (;;) {
+                conn_process(c);
+                bool more = frame_complete(c) && !c->closing;
+                if (c->eof && !more)
+                        c->closing = true;
+                int rc = conn_flush(c);
+                if (rc < 0)
+                        return rc;
+                if (!more || conn_pending(c) >= OUT_HIGH_WATER)
+                        return 0;
+        }
+}
+
 static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct conn *c = userdata;
         int rc = 0;
@@ -279,13 +339,12 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 ssize_t n = conn_recv(c);
                 if (n < 0)
                         rc = (int) n;
-                else
-                        conn_process(c);
         }
+        /* A hang-up with nothing to read is the client gone both ways. */
+        if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN))
+                c->eof = true;
         if (rc == 0)
-                rc = conn_flush(c);
-        if (rc == 0 && (revents & (EPOLLHUP | EPOLLERR)) && c->out.len == c->out_off && !(revents & EPOLLIN))
-                rc = -ECONNRESET;
+                rc = conn_pump(c);
         if (rc < 0) {
                 conn_free(c);
                 return 0;
@@ -336,6 +395,7 @@ static void conn_new(struct cofferd *d, int fd) {
         c->fd = fd;
         c->in_fd = -1;
         wire_writer_init(&c->out);
+        c->out.limit = OUT_LIMIT;
         c->peer_rc = peer_from_socket(&c->peer, fd);
         c->peer.uid = cred.uid; /* the count is kept under the SO_PEERCRED uid */
         u->n++;
