@@ -53,16 +53,25 @@ static int parse_range(void *ud, char **w, size_t n, char *why, size_t whysz) {
         return 0;
 }
 
+int subuid_map_parse(struct subuid_map *m, const char *name, const char *text, size_t len, char *err, size_t errsz) {
+        *m = (struct subuid_map){ 0 };
+        int rc = parse_word_lines(name, text, len, 1, parse_range, m, err, errsz);
+        return rc == -EINVAL ? 1 : rc; /* some lines were bad: the good ones are kept */
+}
+
 int subuid_map_load(struct subuid_map *m, const char *path, char *err, size_t errsz) {
         *m = (struct subuid_map){ 0 };
-        int rc = parse_word_file(path, 0, 1, parse_range, m, err, errsz);
-        if (rc == -EINVAL)
-                return 1; /* some lines were bad: the good ones are kept */
-        if (rc < 0) {
+        if (!path[0])
+                return 0;
+        uint8_t *text = NULL;
+        size_t len = 0;
+        int rc = read_trusted_file(path, 0, &text, &len, err, errsz);
+        if (rc > 0)
+                rc = subuid_map_parse(m, path, (const char *) text, len, err, errsz);
+        free(text);
+        if (rc < 0)
                 subuid_map_free(m);
-                return rc;
-        }
-        return 0;
+        return rc;
 }
 
 uid_t subuid_owner(const struct subuid_map *m, uid_t uid) {

@@ -25,6 +25,8 @@ struct subuid_map {
  * and described in err; the others are kept. 0, 1 when some were skipped,
  * or -errno with err set (the map is then empty). */
 int subuid_map_load(struct subuid_map *m, const char *path, char *err, size_t errsz);
+/* The same over text (name is for the error lines). */
+int subuid_map_parse(struct subuid_map *m, const char *name, const char *text, size_t len, char *err, size_t errsz);
 /* The owner of uid's range, or uid itself when no range holds it. */
 uid_t subuid_owner(const struct subuid_map *m, uid_t uid);
 void subuid_map_free(struct subuid_map *m);

@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config libsodium-dev libsystemd-dev libcap-dev
 libsqlite3-dev libpam0g-dev libcmocka-dev clang python3 util-linux procps
 libpam-wrapper libpamtest0-dev pamtester libpam-modules openssh-server openssh-client
-python3-jwt python3-cryptography systemd strace systemd-container debootstrap uidmap"
+python3-jwt python3-cryptography systemd strace systemd-container debootstrap"
 missing=
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
