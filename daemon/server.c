@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Connections. Each one reads into its own buffer, answers every complete
- * frame in it, and writes replies without blocking. Limits keep one client
+ * Connections. Each one reads into its own buffer, answers the complete
+ * frames in it, and writes replies without blocking. Limits keep one client
  * from starving the others: a frame's size is capped before allocation,
- * connections are capped in total and per uid, a connection that has not
- * completed a frame within idle_timeout is closed (slow senders included),
- * and a connection whose replies pile up unread stops being read.
+ * connections are capped in total (the last ones kept for root) and per
+ * principal (a uid with its subordinate uids and user namespaces), so are the
+ * buffers a principal pins, a connection that has not completed a frame
+ * within idle_timeout is closed (slow senders included), and a connection
+ * whose replies pile up unread stops being read and run until they drain.
+ * Every request that runs gets its reply, EOF from the client included.
  */
 #include <errno.h>
 #include <fcntl.h>
