@@ -3,7 +3,7 @@
  * crowd: many bad neighbours and one good client.
  *
  *   crowd SOCKET --idle N --garbage M --seconds S [--name SECRET] [--pace-ms MS] [--euid-base U]
- *         [--partial P]
+ *         [--partial P] [--unread U --unread-get SECRET]
  *
  * Opens N idle connections that never send a byte (reconnecting any the
  * daemon closes, and counting them), and M threads that send garbage in a
@@ -17,6 +17,8 @@
  * caller. With --partial P, P more connections each send a frame header
  * announcing the largest body and then all of that body but its last byte,
  * as fast as the daemon takes it, and hold it (memory pinned by one uid).
+ * With --unread U, U more connections each ask for SECRET once and never
+ * read the reply (replies pinned by one uid).
  *
  * Prints one line:
  *   served=K failed=F max_latency_ms=X idle=N idle_closed=C garbage_conns=G
@@ -56,6 +58,8 @@ struct opts {
         unsigned pace_ms;
         long euid_base;      /* -1 = connect as the caller */
         unsigned partial;
+        unsigned unread;
+        const char *unread_get;
 };
 
 static struct opts o = { .pace_ms = 5, .euid_base = -1 };
@@ -64,7 +68,7 @@ static atomic_ulong garbage_conns;
 
 static int usage(void) {
         fputs("usage: crowd SOCKET --idle N --garbage M --seconds S [--name SECRET] [--pace-ms MS] [--euid-base U] "
-              "[--partial P]\n",
+              "[--partial P] [--unread U --unread-get SECRET]\n",
               stderr);
         return 2;
 }
@@ -290,6 +294,21 @@ static bool partial_open(struct partial *P) {
         return true;
 }
 
+/* Connections that ask for a secret and never read the answer. */
+static bool unread_open(int *fds) {
+        struct wire_writer w;
+        wire_writer_init(&w);
+        bool ok = wire_frame_begin(&w, OP_GET, 1) && wire_put_str(&w, T_NAME, o.unread_get) && wire_frame_end(&w) == 0;
+        for (unsigned i = 0; ok && i < o.unread; i++) {
+                fds[i] = connect_retry();
+                ok = fds[i] >= 0 && send(fds[i], w.p, w.len, MSG_NOSIGNAL) == (ssize_t) w.len;
+                if (!ok)
+                        fprintf(stderr, "crowd: unread connection %u of %u failed\n", i + 1, o.unread);
+        }
+        wire_writer_free(&w);
+        return ok;
+}
+
 /* ---- the good client ---- */
 
 struct good {
@@ -336,6 +355,10 @@ static bool parse_args(int argc, char **argv) {
                         o.name = a;
                         continue;
                 }
+                if (strcmp(k, "--unread-get") == 0) {
+                        o.unread_get = a;
+                        continue;
+                }
                 if (parse_u64(a, 0, IDLE_MAX, &v) < 0)
                         return false;
                 if (strcmp(k, "--idle") == 0)
@@ -350,10 +373,12 @@ static bool parse_args(int argc, char **argv) {
                         o.euid_base = (long) v;
                 else if (strcmp(k, "--partial") == 0 && v <= 4096)
                         o.partial = (unsigned) v;
+                else if (strcmp(k, "--unread") == 0 && v <= 4096)
+                        o.unread = (unsigned) v;
                 else
                         return false;
         }
-        return (argc % 2) == 0 && o.seconds > 0;
+        return (argc % 2) == 0 && o.seconds > 0 && (!o.unread || o.unread_get);
 }
 
 int main(int argc, char **argv) {
@@ -379,6 +404,12 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "crowd: %u partial frames started\n", o.partial);
         if (partial_ok)
                 pthread_create(&pt, NULL, partial_thread, P);
+        int *U = malloc((o.unread ? o.unread : 1) * sizeof(*U));
+        for (unsigned i = 0; U && i < o.unread; i++)
+                U[i] = -1;
+        bool unread_ok = U && (!o.unread || unread_open(U));
+        if (unread_ok && o.unread)
+                fprintf(stderr, "crowd: %u unread requests sent\n", o.unread);
         for (unsigned i = 0; i < o.garbage; i++)
                 pthread_create(&gt[i], NULL, garbage_thread, NULL);
 
@@ -404,6 +435,10 @@ int main(int argc, char **argv) {
                 if (P[i].fd >= 0)
                         close(P[i].fd);
         free(P);
+        for (unsigned i = 0; U && i < o.unread; i++)
+                if (U[i] >= 0)
+                        close(U[i]);
+        free(U);
         for (unsigned i = 0; i < I.n; i++)
                 if (I.fds[i].fd >= 0)
                         close(I.fds[i].fd);
@@ -416,5 +451,5 @@ int main(int argc, char **argv) {
         if (!enough)
                 fprintf(stderr, "crowd: only %lu requests served in %llu ms (want one per 100 ms)\n", g.served,
                         (unsigned long long) elapsed);
-        return I.ok && partial_ok && g.failed == 0 && enough ? 0 : 1;
+        return I.ok && partial_ok && unread_ok && g.failed == 0 && enough ? 0 : 1;
 }

@@ -55,6 +55,9 @@ reload() {   # reload CONFIG-TEXT: rewrite the config and SIGHUP, wait for the l
     wait_until 5 log_has "$mark" 'configuration reloaded'
 }
 : >"$CONF"; chmod 0600 "$CONF"
+# nobody may read conn/big, for the unread replies below.
+printf 'allow read secret:conn/* uid:%s\n' "$(id -u nobody)" >"$POLICY_DIR/20-conn.policy"
+chmod 0644 "$POLICY_DIR/20-conn.policy"
 stop_daemon
 start_daemon --config "$CONF" && unseal_keyfile || { echo "Bail out! cofferd did not restart"; exit 1; }
 
@@ -144,6 +147,23 @@ ok_out "and another uid (uid 1) is served" '"initialized":true' \
 wait "$BG"
 BG=
 note "partial: $(tr "\n" " " <"$T/partial.out")"
+# A fresh daemon: freed heap from the frames above would hide new growth.
+stop_daemon
+start_daemon --config "$CONF" && unseal_keyfile || { echo "Bail out! cofferd did not restart"; exit 1; }
+rss0=$(rss_kib)
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$CROWD" "$COFFER_SOCKET" --idle 0 --garbage 0 --seconds 6 \
+    --unread 100 --unread-get conn/big >"$T/unread.out" 2>&1 &
+BG=$!
+wait_until 5 grep -q 'unread requests sent' "$T/unread.out"
+sleep 3
+rss1=$(rss_kib)
+note "daemon RSS ${rss0} kB before, ${rss1} kB with 100 unread 700 kB replies for nobody"
+ok "100 GETs of 700 kB whose replies nobody reads pin about max_buffered_per_uid: RSS grew $(( (rss1 - rss0) / 1024 )) MiB (< 24)" \
+    test $(( rss1 - rss0 )) -lt $(( 24 * 1024 ))
+ok_out "meanwhile root is served" '"initialized":true' "$COFFER" status --json
+wait "$BG"
+BG=
+note "unread: $(tr "\n" " " <"$T/unread.out")"
 ok "nobody is served again once those connections are gone" \
     wait_until 5 sh -c 'setpriv --reuid=nobody --regid=nogroup --clear-groups "$1" status >/dev/null' _ "$COFFER"
 ok "the daemon is alive at the end" kill -0 "$DAEMON_PID"
