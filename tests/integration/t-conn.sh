@@ -130,6 +130,9 @@ stop_bg
 
 # ---- buffer memory one uid may pin ----
 rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$DAEMON_PID/status"; }
+# AddressSanitizer keeps freed memory resident (its quarantine): allow for it.
+RSS_MAX_MIB=24
+ldd "$COFFERD" 2>/dev/null | grep -q libasan && RSS_MAX_MIB=64
 reload 'max_buffered_per_uid = 8'
 rss0=$(rss_kib)
 setpriv --reuid=nobody --regid=nogroup --clear-groups "$CROWD" "$COFFER_SOCKET" --idle 0 --garbage 0 --seconds 6 \
@@ -139,8 +142,8 @@ wait_until 5 grep -q 'partial frames started' "$T/partial.out"
 sleep 3
 rss1=$(rss_kib)
 note "daemon RSS ${rss0} kB before, ${rss1} kB with 100 nearly complete 1 MiB frames from nobody"
-ok "100 nearly complete 1 MiB frames from one uid pin about max_buffered_per_uid = 8 MiB: RSS grew $(( (rss1 - rss0) / 1024 )) MiB (< 24)" \
-    test $(( rss1 - rss0 )) -lt $(( 24 * 1024 ))
+ok "100 nearly complete 1 MiB frames from one uid pin about max_buffered_per_uid = 8 MiB: RSS grew $(( (rss1 - rss0) / 1024 )) MiB (< $RSS_MAX_MIB)" \
+    test $(( rss1 - rss0 )) -lt $(( RSS_MAX_MIB * 1024 ))
 ok_out "meanwhile root is served" '"initialized":true' "$COFFER" status --json
 ok_out "and another uid (uid 1) is served" '"initialized":true' \
     setpriv --reuid=1 --regid=1 --clear-groups "$COFFER" status --json
@@ -158,8 +161,8 @@ wait_until 5 grep -q 'unread requests sent' "$T/unread.out"
 sleep 3
 rss1=$(rss_kib)
 note "daemon RSS ${rss0} kB before, ${rss1} kB with 100 unread 700 kB replies for nobody"
-ok "100 GETs of 700 kB whose replies nobody reads pin about max_buffered_per_uid: RSS grew $(( (rss1 - rss0) / 1024 )) MiB (< 24)" \
-    test $(( rss1 - rss0 )) -lt $(( 24 * 1024 ))
+ok "100 GETs of 700 kB whose replies nobody reads pin about max_buffered_per_uid: RSS grew $(( (rss1 - rss0) / 1024 )) MiB (< $RSS_MAX_MIB)" \
+    test $(( rss1 - rss0 )) -lt $(( RSS_MAX_MIB * 1024 ))
 ok_out "meanwhile root is served" '"initialized":true' "$COFFER" status --json
 wait "$BG"
 BG=
