@@ -94,6 +94,9 @@ else
     probe "$T/probe.out" as_subuid
     ok "with max_connections_per_uid = 50, one more from another subordinate uid is refused" \
         grep -q 'too many connections from your uid with its subordinate uids' "$T/probe.out"
+    probe "$T/probe.out" as_subuid unshare -U
+    ok "... and so is one from a user namespace nested in it" \
+        grep -q 'too many connections from your uid with its subordinate uids' "$T/probe.out"
     probe "$T/probe.out" as_nobody
     ok "... and so is one from nobody itself, outside the namespace" \
         grep -q 'too many connections from your uid' "$T/probe.out"
