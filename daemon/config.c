@@ -20,6 +20,10 @@ void config_defaults(struct config *c) {
         strcpy_bounded(c->policy_dir, sizeof(c->policy_dir), COFFER_DEFAULT_POLICY_DIR);
         c->max_connections = 4096;
         c->max_connections_per_uid = 512;
+        c->root_reserved_connections = 64;
+        c->max_buffered_per_uid_mib = 16;
+        c->max_buffered_mib = 512;
+        strcpy_bounded(c->subuid_file, sizeof(c->subuid_file), "/etc/subuid");
         c->idle_timeout_sec = 60;
         strcpy_bounded(c->login_map, sizeof(c->login_map), COFFER_DEFAULT_LOGIN_MAP);
         strcpy_bounded(c->creds_map, sizeof(c->creds_map), COFFER_DEFAULT_CREDS_MAP);
@@ -126,6 +130,15 @@ static int apply(struct config *c, const char *k, const char *v) {
                 return set_uint(&c->max_connections, v, 1, 1000000);
         if (strcmp(k, "max_connections_per_uid") == 0)
                 return set_uint(&c->max_connections_per_uid, v, 1, 1000000);
+        if (strcmp(k, "root_reserved_connections") == 0)
+                return set_uint(&c->root_reserved_connections, v, 0, 1000000);
+        /* At least one largest request and reply, so a lone connection always fits. */
+        if (strcmp(k, "max_buffered_per_uid") == 0)
+                return set_uint(&c->max_buffered_per_uid_mib, v, 4, 65536);
+        if (strcmp(k, "max_buffered") == 0)
+                return set_uint(&c->max_buffered_mib, v, 4, 65536);
+        if (strcmp(k, "subuid_file") == 0)
+                return strcpy_bounded(c->subuid_file, sizeof(c->subuid_file), v) ? 0 : -EINVAL;
         if (strcmp(k, "idle_timeout") == 0)
                 return set_uint(&c->idle_timeout_sec, v, 1, 86400);
         if (strcmp(k, "session_dir") == 0)

@@ -14,7 +14,11 @@ struct config {
         char audit_log[PATH_MAX];      /* "" = STATE_DIR/audit.log */
         char policy_dir[PATH_MAX];
         unsigned max_connections;
-        unsigned max_connections_per_uid;
+        unsigned max_connections_per_uid; /* per principal: a uid, or the owner of its subuids */
+        unsigned root_reserved_connections; /* the last of max_connections are for uid 0 only */
+        unsigned max_buffered_per_uid_mib;  /* buffer memory one principal may pin */
+        unsigned max_buffered_mib;          /* ... and all connections together */
+        char subuid_file[PATH_MAX];         /* subordinate uid ranges; "" = none */
         unsigned idle_timeout_sec;     /* no complete frame for this long: close */
         /* Runtime files; "" = next to the socket (RUNTIME/sessions, RUNTIME/jwks.json,
          * RUNTIME/revoked.json). */

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/nsfs.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -225,6 +227,43 @@ static void read_proc(struct peer *p, int dirfd) {
         free(s);
 }
 
+#define USERNS_DEPTH_MAX 33 /* the kernel nests at most 32 */
+
+static bool same_inode(const struct stat *a, const struct stat *b) {
+        return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* Walk from the peer's user namespace up to the child of ours: its owner is
+ * the unprivileged user behind every uid mapped in it (rootless containers
+ * with subordinate uids), however deep the nesting. */
+static void read_userns(struct peer *p, int dirfd) {
+        struct stat self, st;
+        p->userns_owner = (uid_t) -1;
+        if (stat("/proc/self/ns/user", &self) < 0)
+                return;
+        _cleanup_close_ int ns = openat(dirfd, "ns/user", O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || fstat(ns, &st) < 0 || same_inode(&st, &self))
+                return;
+        for (int depth = 0; depth < USERNS_DEPTH_MAX; depth++) {
+                _cleanup_close_ int parent = ioctl(ns, NS_GET_PARENT);
+                struct stat pst;
+                if (parent < 0 || fstat(parent, &pst) < 0)
+                        return; /* not below ours: count it by its uid */
+                if (same_inode(&pst, &self)) {
+                        uid_t owner;
+                        if (ioctl(ns, NS_GET_OWNER_UID, &owner) < 0)
+                                return;
+                        p->userns_owner = owner;
+                        p->userns_ino = (uint64_t) st.st_ino;
+                        return;
+                }
+                close(ns);
+                ns = parent;
+                parent = -1;
+                st = pst;
+        }
+}
+
 static int read_groups(struct peer *p, int fd) {
         socklen_t len = sizeof(p->groups);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &len) < 0)
@@ -241,6 +280,7 @@ int peer_from_socket(struct peer *p, int fd) {
 
         memset(p, 0, sizeof(*p));
         p->pidfd = -1;
+        p->userns_owner = (uid_t) -1;
         uint64_t accepted = boottime_ticks();
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return -errno;
@@ -271,6 +311,7 @@ int peer_from_socket(struct peer *p, int fd) {
         if (p->pin == PEER_PIN_PIDFD_OPEN && (p->start_time > accepted || !proc_has_uid(dirfd, cred.uid)))
                 return -ESRCH;
         read_proc(p, dirfd);
+        read_userns(p, dirfd);
         return peer_still_same(p);
 }
 

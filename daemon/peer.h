@@ -39,6 +39,12 @@ struct peer {
         uint32_t audit_session;    /* /proc/PID/sessionid; UINT32_MAX = unset */
         char login_session[64];    /* sd_pid_get_session, "" if none */
         char user[64];             /* name of uid, or the number */
+        /* The outermost user namespace the peer is in below the daemon's:
+         * its owner (the uid that made it, in the daemon's namespace) and
+         * its inode. userns_owner is (uid_t) -1 when the peer is in the
+         * daemon's own namespace or it could not be read. */
+        uid_t userns_owner;
+        uint64_t userns_ino;
 };
 
 /* Fill *p from the connected socket fd. Returns 0, or -ESRCH when the peer

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Connections. Each one reads into its own buffer, answers every complete
- * frame in it, and writes replies without blocking. Limits keep one client
+ * Connections. Each one reads into its own buffer, answers the complete
+ * frames in it, and writes replies without blocking. Limits keep one client
  * from starving the others: a frame's size is capped before allocation,
- * connections are capped in total and per uid, a connection that has not
- * completed a frame within idle_timeout is closed (slow senders included),
- * and a connection whose replies pile up unread stops being read.
+ * connections are capped in total (the last ones kept for root) and per
+ * principal (a uid with its subordinate uids and user namespaces), so are the
+ * buffers a principal pins, a connection that has not completed a frame
+ * within idle_timeout is closed (slow senders included), and a connection
+ * whose replies pile up unread stops being read and run until they drain.
+ * Every request that runs gets its reply, EOF from the client included.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +33,11 @@
 #include "util.h"
 
 #define READ_CHUNK 65536u
-#define OUT_HIGH_WATER (4u * 1024u * 1024u) /* stop reading while this much is unsent */
+/* A connection's requests wait while this much of its output is unsent; the
+ * buffer holds one largest reply beyond it, so no executed request loses its
+ * reply. */
+#define OUT_HIGH_WATER (256u * 1024u)
+#define OUT_LIMIT (OUT_HIGH_WATER + WIRE_HEADER_SIZE + WIRE_BODY_MAX)
 #define ACCEPT_BATCH 64
 
 struct conn {
@@ -46,6 +53,10 @@ struct conn {
         size_t out_off;
         uint64_t last_active; /* monotonic usec of accept or last complete frame */
         bool closing;         /* drop after the pending reply is written */
+        bool eof;             /* the client shut down its side: answer, flush, close */
+        uint64_t key;         /* its principal */
+        size_t pinned;        /* in_cap + out.cap, as counted in the principal */
+        bool starved;         /* not read until its principal's buffers shrink */
         struct conn *prev, *next;
 };
 
@@ -81,30 +92,90 @@ static void list_append(struct cofferd *d, struct conn *c) {
         d->conns_tail = c;
 }
 
-static struct uid_count *uid_slot(struct cofferd *d, uid_t uid, bool create) {
-        for (unsigned i = 0; i < d->nuids; i++)
-                if (d->uids[i].uid == uid)
-                        return &d->uids[i];
+static struct principal *principal_slot(struct cofferd *d, uint64_t key, bool create) {
+        for (unsigned i = 0; i < d->nprincipals; i++)
+                if (d->principals[i].key == key)
+                        return &d->principals[i];
         if (!create)
                 return NULL;
-        struct uid_count *u = realloc(d->uids, (d->nuids + 1) * sizeof(*u));
+        struct principal *u = realloc(d->principals, (d->nprincipals + 1) * sizeof(*u));
         if (!u)
                 return NULL;
-        d->uids = u;
-        u[d->nuids] = (struct uid_count){ .uid = uid };
-        return &u[d->nuids++];
+        d->principals = u;
+        u[d->nprincipals] = (struct principal){ .key = key };
+        return &u[d->nprincipals++];
 }
 
-static void uid_release(struct cofferd *d, uid_t uid) {
-        struct uid_count *u = uid_slot(d, uid, false);
+static void principal_release(struct cofferd *d, uint64_t key) {
+        struct principal *u = principal_slot(d, key, false);
         if (u && --u->n == 0)
-                *u = d->uids[--d->nuids];
+                *u = d->principals[--d->nprincipals];
+}
+
+#define KEY_USERNS (1ull << 32) /* namespace inodes are 32-bit, uids too */
+
+/* Subordinate uids count as their owner: a user with 65,536 of them is still
+ * one user. A user namespace made by root (a container manager) is one
+ * principal of its own, not root. */
+static uint64_t principal_key(const struct cofferd *d, const struct peer *p, int peer_rc) {
+        if (peer_rc == 0 && p->userns_owner != (uid_t) -1)
+                return p->userns_owner != 0 ? p->userns_owner : KEY_USERNS | p->userns_ino;
+        return subuid_owner(&d->subuids, p->uid);
+}
+
+/* ---- buffer memory: what one principal, and all, may pin ---- */
+
+static bool conn_is_root(const struct conn *c) {
+        return c->peer.uid == 0 && c->key == 0;
+}
+
+/* Whether c's input may grow by n bytes. Root is held only to its own
+ * share, so others filling the total cannot stall pam_coffer. */
+static bool room_for(struct conn *c, size_t n) {
+        struct cofferd *d = c->d;
+        struct principal *u = principal_slot(d, c->key, false);
+        size_t mine = (size_t) d->cfg.max_buffered_per_uid_mib << 20, all = (size_t) d->cfg.max_buffered_mib << 20;
+        if (u && u->pinned + n > mine)
+                return false;
+        return conn_is_root(c) || d->pinned + n <= all;
+}
+
+static void conn_update_events(struct conn *c);
+
+/* Memory was given back: let the connections that waited for it read again
+ * (those still without room wait again). */
+static void wake_starved(struct cofferd *d) {
+        for (struct conn *c = d->conns_head; c && d->starved; c = c->next)
+                if (c->starved) {
+                        c->starved = false;
+                        d->starved--;
+                        conn_update_events(c);
+                }
+}
+
+/* Count c's buffers as they are now. */
+static void conn_account(struct conn *c, size_t now) {
+        struct cofferd *d = c->d;
+        if (now == c->pinned)
+                return;
+        struct principal *u = principal_slot(d, c->key, false);
+        bool freed = now < c->pinned;
+        if (u)
+                u->pinned = u->pinned - c->pinned + now;
+        d->pinned = d->pinned - c->pinned + now;
+        c->pinned = now;
+        if (freed && d->starved)
+                wake_starved(d);
 }
 
 static void conn_free(struct conn *c) {
         struct cofferd *d = c->d;
+        if (c->starved)
+                d->starved--;
+        c->starved = false;
+        conn_account(c, 0);
         list_unlink(d, c);
-        uid_release(d, c->peer.uid);
+        principal_release(d, c->key);
         d->nconns--;
         sd_event_source_disable_unref(c->src);
         close(c->fd);
@@ -123,6 +194,17 @@ static void conn_free(struct conn *c) {
 
 /* ---- output ---- */
 
+/* All written: a large buffer is given back rather than kept pinned. */
+static void out_drained(struct conn *c) {
+        if (c->out.cap > 4096) {
+                wire_writer_free(&c->out);
+                wire_writer_init(&c->out);
+                c->out.limit = OUT_LIMIT;
+        } else
+                wire_writer_reset(&c->out);
+        c->out_off = 0;
+}
+
 static int conn_flush(struct conn *c) {
         while (c->out_off < c->out.len) {
                 ssize_t n = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -136,28 +218,47 @@ static int conn_flush(struct conn *c) {
                 c->out_off += (size_t) n;
         }
         if (c->out_off == c->out.len) {
-                wire_writer_reset(&c->out);
-                c->out_off = 0;
+                out_drained(c);
                 if (c->closing)
                         return -ECONNRESET;
         }
         return 0;
 }
 
+static size_t conn_pending(const struct conn *c) {
+        return c->out.len - c->out_off;
+}
+
 static void conn_update_events(struct conn *c) {
         uint32_t ev = 0;
-        size_t pending = c->out.len - c->out_off;
+        size_t pending = conn_pending(c);
         if (pending)
                 ev |= EPOLLOUT;
-        if (!c->closing && pending < OUT_HIGH_WATER)
+        if (!c->closing && !c->eof && !c->starved && pending < OUT_HIGH_WATER)
                 ev |= EPOLLIN;
         sd_event_source_set_io_events(c->src, ev);
 }
 
-/* Append one reply frame to the output buffer. */
+/* Move the unsent bytes to the front, so the limit counts only them. */
+static void out_compact(struct conn *c) {
+        if (c->out_off == 0)
+                return;
+        size_t pending = conn_pending(c);
+        memmove(c->out.p, c->out.p + c->out_off, pending);
+        sodium_memzero(c->out.p + pending, c->out.len - pending);
+        c->out.len = pending;
+        c->out_off = 0;
+}
+
+/* Append one reply frame to the output buffer. conn_process stops below
+ * OUT_HIGH_WATER, so a reply always fits; failing here is out of memory. */
 static void conn_queue(struct conn *c, const struct wire_writer *frame) {
-        if (!wire_write_bytes(&c->out, frame->p, frame->len))
+        out_compact(c);
+        if (!wire_write_bytes(&c->out, frame->p, frame->len)) {
+                server_log("cofferd: cannot buffer a %zu-byte reply for pid %d: out of memory; closing", frame->len,
+                        (int) c->peer.pid);
                 c->closing = true;
+        }
 }
 
 static void conn_reject(struct conn *c, uint32_t id, uint16_t op, int code, const char *msg) {
@@ -172,12 +273,12 @@ static void conn_reject(struct conn *c, uint32_t id, uint16_t op, int code, cons
 
 /* ---- input ---- */
 
+/* Room for need bytes, rounded to a page, not doubled: what a connection
+ * holds is what it counts against its principal. */
 static int in_reserve(struct conn *c, size_t need) {
         if (need <= c->in_cap)
                 return 0;
-        size_t cap = c->in_cap ? c->in_cap : 4096;
-        while (cap < need)
-                cap *= 2;
+        size_t cap = (need + 4095) & ~(size_t) 4095;
         uint8_t *p = malloc(cap);
         if (!p)
                 return -ENOMEM;
@@ -206,9 +307,38 @@ static void take_fds(struct conn *c, struct msghdr *mh) {
         }
 }
 
+/* The room the next read needs: the rest of a frame whose header is in
+ * (at once, so a large frame is one allocation), else a chunk. */
+static size_t in_need(const struct conn *c) {
+        struct wire_header h;
+        size_t need = c->in_len + READ_CHUNK;
+        if (c->in_len >= WIRE_HEADER_SIZE && wire_header_parse(&h, c->in) == 0 &&
+            WIRE_HEADER_SIZE + (size_t) h.body_len > need)
+                need = WIRE_HEADER_SIZE + (size_t) h.body_len;
+        return need;
+}
+
+/* All consumed: give the buffer back rather than keep it pinned. */
+static void in_release(struct conn *c) {
+        if (c->in_len || !c->in)
+                return;
+        sodium_memzero(c->in, c->in_cap);
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+}
+
 static ssize_t conn_recv(struct conn *c) {
         char cbuf[CMSG_SPACE(sizeof(int) * 4)];
-        if (in_reserve(c, c->in_len + READ_CHUNK) < 0)
+        size_t need = in_need(c);
+        if (need > c->in_cap && !room_for(c, need - c->in_cap)) {
+                /* The frame waits in the socket until the principal's other
+                 * connections give memory back (or idle_timeout ends them). */
+                c->starved = true;
+                c->d->starved++;
+                return 0;
+        }
+        if (in_reserve(c, need) < 0)
                 return -ENOMEM;
         struct iovec iov = { .iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
@@ -217,7 +347,7 @@ static ssize_t conn_recv(struct conn *c) {
                 return errno == EAGAIN || errno == EINTR ? 0 : -errno;
         take_fds(c, &mh);
         if (n == 0)
-                return -ECONNRESET;
+                c->eof = true; /* what came before is still answered */
         c->in_len += (size_t) n;
         return n;
 }
@@ -250,9 +380,10 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
         c->d->requests++;
 }
 
-/* Answer every complete frame in the buffer. */
+/* Answer the complete frames in the buffer while the unsent output stays
+ * under OUT_HIGH_WATER; the rest wait there, unexecuted, until it drains. */
 static void conn_process(struct conn *c) {
-        while (!c->closing && c->in_len >= WIRE_HEADER_SIZE) {
+        while (!c->closing && c->in_len >= WIRE_HEADER_SIZE && conn_pending(c) < OUT_HIGH_WATER) {
                 struct wire_header h;
                 int rc = wire_header_parse(&h, c->in);
                 if (rc < 0) {
@@ -272,6 +403,31 @@ static void conn_process(struct conn *c) {
         }
 }
 
+static bool frame_complete(const struct conn *c) {
+        struct wire_header h;
+        if (c->in_len < WIRE_HEADER_SIZE)
+                return false;
+        return wire_header_parse(&h, c->in) < 0 || c->in_len >= WIRE_HEADER_SIZE + h.body_len;
+}
+
+/* Answer and write until the input has no complete frame or the client
+ * stops reading. After the client's EOF, the connection closes once every
+ * complete frame is answered and written. */
+static int conn_pump(struct conn *c) {
+        for (;;) {
+                conn_process(c);
+                in_release(c);
+                bool more = frame_complete(c) && !c->closing;
+                if (c->eof && !more)
+                        c->closing = true;
+                int rc = conn_flush(c);
+                if (rc < 0)
+                        return rc;
+                if (!more || conn_pending(c) >= OUT_HIGH_WATER)
+                        return 0;
+        }
+}
+
 static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct conn *c = userdata;
         int rc = 0;
@@ -279,17 +435,17 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 ssize_t n = conn_recv(c);
                 if (n < 0)
                         rc = (int) n;
-                else
-                        conn_process(c);
         }
+        /* A hang-up with nothing to read is the client gone both ways. */
+        if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN))
+                c->eof = true;
         if (rc == 0)
-                rc = conn_flush(c);
-        if (rc == 0 && (revents & (EPOLLHUP | EPOLLERR)) && c->out.len == c->out_off && !(revents & EPOLLIN))
-                rc = -ECONNRESET;
+                rc = conn_pump(c);
         if (rc < 0) {
                 conn_free(c);
                 return 0;
         }
+        conn_account(c, c->in_cap + c->out.cap);
         conn_update_events(c);
         return 0;
 }
@@ -305,6 +461,25 @@ static void refuse_early(int fd, const char *msg) {
         close(fd);
 }
 
+/* NULL when c may stay, else why not. The last root_reserved_connections
+ * are kept for root in the daemon's own namespace (pam_coffer), so a flood of
+ * users cannot lock out logins. */
+static const char *conn_admit(struct cofferd *d, const struct conn *c) {
+        bool root = conn_is_root(c);
+        unsigned max = d->cfg.max_connections, reserve = d->cfg.root_reserved_connections;
+        if (reserve >= max)
+                reserve = max - 1;
+        if (d->nconns >= max || (!root && d->nconns >= max - reserve))
+                return "too many connections to cofferd; retry later";
+
+        struct principal *u = principal_slot(d, c->key, false);
+        if (u && u->n >= d->cfg.max_connections_per_uid)
+                return c->key == c->peer.uid ? "too many connections from your uid; close some and retry"
+                                             : "too many connections from your uid with its subordinate uids "
+                                               "and user namespaces; close some and retry";
+        return NULL;
+}
+
 static void conn_new(struct cofferd *d, int fd) {
         struct ucred cred;
         socklen_t len = sizeof(cred);
@@ -316,28 +491,31 @@ static void conn_new(struct cofferd *d, int fd) {
                 refuse_early(fd, "too many connections to cofferd; retry later");
                 return;
         }
-        struct uid_count *u = uid_slot(d, cred.uid, true);
-        if (!u) {
-                close(fd);
-                return;
-        }
-        if (u->n >= d->cfg.max_connections_per_uid) {
-                refuse_early(fd, "too many connections from your uid; close some and retry");
-                return;
-        }
         struct conn *c = calloc(1, sizeof(*c));
         if (!c) {
-                if (u->n == 0)
-                        *u = d->uids[--d->nuids];
                 close(fd);
+                return;
+        }
+        c->peer_rc = peer_from_socket(&c->peer, fd);
+        c->peer.uid = cred.uid; /* the count is kept under the SO_PEERCRED uid */
+        c->key = principal_key(d, &c->peer, c->peer_rc);
+
+        const char *why = conn_admit(d, c);
+        struct principal *u = why ? NULL : principal_slot(d, c->key, true);
+        if (!u) {
+                peer_release(&c->peer);
+                free(c);
+                if (why)
+                        refuse_early(fd, why);
+                else
+                        close(fd);
                 return;
         }
         c->d = d;
         c->fd = fd;
         c->in_fd = -1;
         wire_writer_init(&c->out);
-        c->peer_rc = peer_from_socket(&c->peer, fd);
-        c->peer.uid = cred.uid; /* the count is kept under the SO_PEERCRED uid */
+        c->out.limit = OUT_LIMIT;
         u->n++;
         d->nconns++;
         c->last_active = now_mono_usec();
@@ -688,6 +866,22 @@ int server_load_login_map(struct cofferd *d) {
         return 0;
 }
 
+/* (Re)load the subordinate uid ranges; on error the old ones stay. */
+static void server_load_subuids(struct cofferd *d) {
+        char err[2048] = "";
+        struct subuid_map m;
+        int rc = subuid_map_load(&m, d->cfg.subuid_file, err, sizeof(err));
+        if (rc < 0) {
+                server_log("cofferd: subordinate uids NOT LOADED, %s: %s",
+                        d->subuids.n ? "the old ranges stay in force" : "each is counted as its own uid", err);
+                return;
+        }
+        if (rc > 0)
+                server_log("cofferd: subordinate uids: lines ignored: %s", err);
+        subuid_map_free(&d->subuids);
+        d->subuids = m;
+}
+
 void server_reload(struct cofferd *d) {
         struct config c = d->cfg;
         char err[512] = "";
@@ -705,6 +899,7 @@ void server_reload(struct cofferd *d) {
         if (d->maps_from_args & 2)
                 memcpy(c.creds_map, d->cfg.creds_map, sizeof(c.creds_map));
         d->cfg = c;
+        server_load_subuids(d);
         server_load_login_map(d);
         server_load_creds_map(d);
         arm_session_check(d);
@@ -716,6 +911,7 @@ void server_reload(struct cofferd *d) {
 }
 
 int server_start(struct cofferd *d) {
+        server_load_subuids(d);
         int rc = sd_event_add_io(d->event, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d);
         if (rc < 0)
                 return rc;
@@ -741,7 +937,8 @@ void server_stop(struct cofferd *d) {
         openers_free(d);
         session_rm_free(d);
         creds_stop(d);
-        free(d->uids);
-        d->uids = NULL;
-        d->nuids = 0;
+        free(d->principals);
+        d->principals = NULL;
+        d->nprincipals = 0;
+        subuid_map_free(&d->subuids);
 }

@@ -15,15 +15,19 @@
 #include "policy.h"
 #include "seal.h"
 #include "store.h"
+#include "subuid.h"
 
 struct conn;
 
 struct peer;
 struct opener;
 
-struct uid_count {
-        uid_t uid;
-        unsigned n;
+/* Who limits count against: a uid, the owner of a range of subordinate uids
+ * or of the user namespaces a peer is in, or one namespace made by root. */
+struct principal {
+        uint64_t key;
+        unsigned n;        /* live connections */
+        size_t pinned;     /* bytes of its connections' input and output buffers */
 };
 
 struct cofferd {
@@ -43,8 +47,11 @@ struct cofferd {
         struct conn *conns_head;   /* least recently active first */
         struct conn *conns_tail;
         unsigned nconns;
-        struct uid_count *uids;    /* live connections per uid */
-        unsigned nuids;
+        struct principal *principals;
+        unsigned nprincipals;
+        size_t pinned;             /* buffer bytes of all connections */
+        unsigned starved;          /* connections not read until buffer memory is freed */
+        struct subuid_map subuids;
         uint64_t requests;
         /* Leases and the engines built on them. */
         struct lease_mgr *leases;

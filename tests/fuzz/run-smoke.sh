@@ -25,7 +25,7 @@ trap 'exit 130' INT TERM
 
 failed=0
 ran=0
-for name in frame body audit policy jwt loginmap creds; do
+for name in frame body audit policy jwt loginmap creds subuid; do
         bin=$builddir/tests/fuzz/fuzz-$name
         if [ ! -x "$bin" ]; then
                 echo "fuzz $name: skipped (not built: $bin)"

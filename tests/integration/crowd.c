@@ -2,7 +2,8 @@
 /*
  * crowd: many bad neighbours and one good client.
  *
- *   crowd SOCKET --idle N --garbage M --seconds S [--name SECRET] [--pace-ms MS]
+ *   crowd SOCKET --idle N --garbage M --seconds S [--name SECRET] [--pace-ms MS] [--euid-base U]
+ *         [--partial P] [--unread U --unread-get SECRET]
  *
  * Opens N idle connections that never send a byte (reconnecting any the
  * daemon closes, and counting them), and M threads that send garbage in a
@@ -11,6 +12,13 @@
  * one well-behaved client (libcoffer: coffer_connect + coffer_get of SECRET,
  * then coffer_disconnect) runs every --pace-ms (default 5) and measures.
  * Without --name there is no good client and crowd only holds connections.
+ * With --euid-base U, idle connection i is first opened with effective uid
+ * U + i (in a user namespace: as many subordinate uids), reconnects as the
+ * caller. With --partial P, P more connections each send a frame header
+ * announcing the largest body and then all of that body but its last byte,
+ * as fast as the daemon takes it, and hold it (memory pinned by one uid).
+ * With --unread U, U more connections each ask for SECRET once and never
+ * read the reply (replies pinned by one uid).
  *
  * Prints one line:
  *   served=K failed=F max_latency_ms=X idle=N idle_closed=C garbage_conns=G
@@ -48,14 +56,20 @@ struct opts {
         unsigned garbage;
         unsigned seconds;
         unsigned pace_ms;
+        long euid_base;      /* -1 = connect as the caller */
+        unsigned partial;
+        unsigned unread;
+        const char *unread_get;
 };
 
-static struct opts o = { .pace_ms = 5 };
+static struct opts o = { .pace_ms = 5, .euid_base = -1 };
 static atomic_bool stop;
 static atomic_ulong garbage_conns;
 
 static int usage(void) {
-        fputs("usage: crowd SOCKET --idle N --garbage M --seconds S [--name SECRET] [--pace-ms MS]\n", stderr);
+        fputs("usage: crowd SOCKET --idle N --garbage M --seconds S [--name SECRET] [--pace-ms MS] [--euid-base U] "
+              "[--partial P] [--unread U --unread-get SECRET]\n",
+              stderr);
         return 2;
 }
 
@@ -215,7 +229,15 @@ static bool idle_open(struct idle *I) {
         if (!I->fds)
                 return false;
         for (unsigned i = 0; i < I->n; i++) {
+                if (o.euid_base >= 0 && seteuid((uid_t) (o.euid_base + i)) < 0) {
+                        fprintf(stderr, "crowd: seteuid(%lu): %s\n", (unsigned long) o.euid_base + i, strerror(errno));
+                        return false;
+                }
                 int fd = connect_retry();
+                if (o.euid_base >= 0 && seteuid(0) < 0) {
+                        fprintf(stderr, "crowd: seteuid(0): %s\n", strerror(errno));
+                        return false;
+                }
                 if (fd < 0) {
                         fprintf(stderr, "crowd: idle connection %u of %u failed: %s\n", i + 1, I->n, strerror(-fd));
                         for (unsigned j = 0; j < i; j++)
@@ -226,6 +248,65 @@ static bool idle_open(struct idle *I) {
                 I->fds[i] = (struct pollfd){ .fd = fd, .events = POLLIN | POLLRDHUP };
         }
         return true;
+}
+
+/* ---- nearly complete large frames ---- */
+
+struct partial {
+        int fd;
+        size_t off;          /* bytes of the frame sent */
+};
+
+static void *partial_thread(void *arg) {
+        struct partial *P = arg;
+        size_t len = WIRE_HEADER_SIZE + WIRE_BODY_MAX - 1;
+        uint8_t *frame = calloc(1, len);
+        if (!frame)
+                return NULL;
+        header(frame, WIRE_MAGIC, OP_PUT, WIRE_BODY_MAX);
+        while (!atomic_load(&stop)) {
+                bool busy = false;
+                for (unsigned i = 0; i < o.partial; i++) {
+                        if (P[i].fd < 0 || P[i].off == len)
+                                continue;
+                        ssize_t k = send(P[i].fd, frame + P[i].off, len - P[i].off, MSG_NOSIGNAL | MSG_DONTWAIT);
+                        if (k > 0) {
+                                P[i].off += (size_t) k;
+                                busy = true;
+                        }
+                }
+                if (!busy)
+                        sleep_ms(10);
+        }
+        free(frame);
+        return NULL;
+}
+
+static bool partial_open(struct partial *P) {
+        for (unsigned i = 0; i < o.partial; i++) {
+                P[i].fd = connect_retry();
+                if (P[i].fd < 0) {
+                        fprintf(stderr, "crowd: partial connection %u of %u failed: %s\n", i + 1, o.partial,
+                                strerror(-P[i].fd));
+                        return false;
+                }
+        }
+        return true;
+}
+
+/* Connections that ask for a secret and never read the answer. */
+static bool unread_open(int *fds) {
+        struct wire_writer w;
+        wire_writer_init(&w);
+        bool ok = wire_frame_begin(&w, OP_GET, 1) && wire_put_str(&w, T_NAME, o.unread_get) && wire_frame_end(&w) == 0;
+        for (unsigned i = 0; ok && i < o.unread; i++) {
+                fds[i] = connect_retry();
+                ok = fds[i] >= 0 && send(fds[i], w.p, w.len, MSG_NOSIGNAL) == (ssize_t) w.len;
+                if (!ok)
+                        fprintf(stderr, "crowd: unread connection %u of %u failed\n", i + 1, o.unread);
+        }
+        wire_writer_free(&w);
+        return ok;
 }
 
 /* ---- the good client ---- */
@@ -274,6 +355,10 @@ static bool parse_args(int argc, char **argv) {
                         o.name = a;
                         continue;
                 }
+                if (strcmp(k, "--unread-get") == 0) {
+                        o.unread_get = a;
+                        continue;
+                }
                 if (parse_u64(a, 0, IDLE_MAX, &v) < 0)
                         return false;
                 if (strcmp(k, "--idle") == 0)
@@ -284,21 +369,27 @@ static bool parse_args(int argc, char **argv) {
                         o.seconds = (unsigned) v;
                 else if (strcmp(k, "--pace-ms") == 0 && v <= 1000)
                         o.pace_ms = (unsigned) v;
+                else if (strcmp(k, "--euid-base") == 0 && v >= 1)
+                        o.euid_base = (long) v;
+                else if (strcmp(k, "--partial") == 0 && v <= 4096)
+                        o.partial = (unsigned) v;
+                else if (strcmp(k, "--unread") == 0 && v <= 4096)
+                        o.unread = (unsigned) v;
                 else
                         return false;
         }
-        return (argc % 2) == 0 && o.seconds > 0;
+        return (argc % 2) == 0 && o.seconds > 0 && (!o.unread || o.unread_get);
 }
 
 int main(int argc, char **argv) {
-        pthread_t gt[GARBAGE_MAX], it;
+        pthread_t gt[GARBAGE_MAX], it, pt;
         struct idle I = { 0 };
         struct good g = { 0 };
         if (!parse_args(argc, argv))
                 return usage();
         if (sodium_init() < 0)
                 return 1;
-        if (!raise_nofile((rlim_t) o.idle + o.garbage + 64)) {
+        if (!raise_nofile((rlim_t) o.idle + o.garbage + o.partial + 64)) {
                 fprintf(stderr, "crowd: cannot raise RLIMIT_NOFILE to %u\n", o.idle + o.garbage + 64);
                 return 1;
         }
@@ -307,6 +398,18 @@ int main(int argc, char **argv) {
         if (I.ok) /* lets a test wait until the idle connections are in */
                 fprintf(stderr, "crowd: %u idle connections open\n", I.n);
         pthread_create(&it, NULL, idle_thread, &I);
+        struct partial *P = calloc(o.partial ? o.partial : 1, sizeof(*P));
+        bool partial_ok = P && partial_open(P);
+        if (partial_ok && o.partial)
+                fprintf(stderr, "crowd: %u partial frames started\n", o.partial);
+        if (partial_ok)
+                pthread_create(&pt, NULL, partial_thread, P);
+        int *U = malloc((o.unread ? o.unread : 1) * sizeof(*U));
+        for (unsigned i = 0; U && i < o.unread; i++)
+                U[i] = -1;
+        bool unread_ok = U && (!o.unread || unread_open(U));
+        if (unread_ok && o.unread)
+                fprintf(stderr, "crowd: %u unread requests sent\n", o.unread);
         for (unsigned i = 0; i < o.garbage; i++)
                 pthread_create(&gt[i], NULL, garbage_thread, NULL);
 
@@ -322,16 +425,31 @@ int main(int argc, char **argv) {
         for (unsigned i = 0; i < o.garbage; i++)
                 pthread_join(gt[i], NULL);
         pthread_join(it, NULL);
+        size_t partial_sent = 0;
+        if (partial_ok) {
+                pthread_join(pt, NULL);
+                for (unsigned i = 0; i < o.partial; i++)
+                        partial_sent += P[i].off;
+        }
+        for (unsigned i = 0; P && i < o.partial; i++)
+                if (P[i].fd >= 0)
+                        close(P[i].fd);
+        free(P);
+        for (unsigned i = 0; U && i < o.unread; i++)
+                if (U[i] >= 0)
+                        close(U[i]);
+        free(U);
         for (unsigned i = 0; i < I.n; i++)
                 if (I.fds[i].fd >= 0)
                         close(I.fds[i].fd);
         free(I.fds);
 
-        printf("served=%lu failed=%lu max_latency_ms=%llu idle=%u idle_closed=%lu garbage_conns=%lu\n", g.served,
-               g.failed, (unsigned long long) g.max_latency_ms, I.n, I.closed, atomic_load(&garbage_conns));
+        printf("served=%lu failed=%lu max_latency_ms=%llu idle=%u idle_closed=%lu garbage_conns=%lu partial_sent=%zu\n",
+               g.served, g.failed, (unsigned long long) g.max_latency_ms, I.n, I.closed, atomic_load(&garbage_conns),
+               partial_sent);
         bool enough = !o.name || g.served >= elapsed / 100;
         if (!enough)
                 fprintf(stderr, "crowd: only %lu requests served in %llu ms (want one per 100 ms)\n", g.served,
                         (unsigned long long) elapsed);
-        return I.ok && g.failed == 0 && enough ? 0 : 1;
+        return I.ok && partial_ok && unread_ok && g.failed == 0 && enough ? 0 : 1;
 }

@@ -19,7 +19,8 @@
  *     --id N  --magic HEX  --proto-version N  --body-len N   header overrides
  *
  * With no ITEM nothing is sent. --trickle sends one byte at a time with MS
- * between bytes; --shutdown half-closes after sending. Then every reply frame
+ * between bytes; --shutdown half-closes after sending. Replies are read while
+ * sending (as a pipelining client must) and printed after. Every reply frame
  * is printed as
  *
  *   reply op=0xNNNN id=N code=N msg=TEXT [value_len=N]
@@ -220,13 +221,39 @@ static void sleep_ms(unsigned ms) {
                 ;
 }
 
+/* What arrived while sending: replies are read as they come, or a daemon
+ * that stops reading until its replies are read (back-pressure) and a
+ * client that only writes would wait on each other. */
+struct early {
+        struct wire_writer buf;
+        const char *end;     /* "eof" or "reset" once the daemon closed, else NULL */
+};
+
+static void recv_early(int fd, struct early *e) {
+        uint8_t chunk[65536];
+        ssize_t k = recv(fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (k <= 0)
+                e->end = k == 0 ? "eof" : errno == ECONNRESET ? "reset" : "error";
+        else if (!wire_write_bytes(&e->buf, chunk, (size_t) k))
+                e->end = "error";
+}
+
 /* Returns the number of bytes sent; stops early when the daemon closed. */
-static size_t send_all(int fd, const uint8_t *p, size_t n, unsigned trickle_ms) {
+static size_t send_all(int fd, const uint8_t *p, size_t n, unsigned trickle_ms, struct early *e) {
         size_t off = 0;
         while (off < n) {
+                struct pollfd pf = { .fd = fd, .events = POLLOUT | (e->end ? 0 : POLLIN) };
+                if (!trickle_ms && poll(&pf, 1, -1) < 0)
+                        continue;
+                if (pf.revents & POLLIN)
+                        recv_early(fd, e);
+                if (!trickle_ms && !(pf.revents & (POLLOUT | POLLERR | POLLHUP)))
+                        continue;
                 size_t chunk = trickle_ms ? 1 : n - off;
-                ssize_t k = send(fd, p + off, chunk, MSG_NOSIGNAL);
-                if (k < 0 && errno == EINTR)
+                ssize_t k = send(fd, p + off, chunk, MSG_NOSIGNAL | (trickle_ms ? 0 : MSG_DONTWAIT));
+                if (k < 0 && (errno == EINTR || errno == EAGAIN))
                         continue;
                 if (k < 0)
                         break;
@@ -279,14 +306,34 @@ static ssize_t print_frames(const uint8_t *buf, size_t len, uint64_t *count) {
 #define GRACE_MS 200
 
 /* Read and print replies until EOF, reset, timeout_ms of silence, or (when
- * want > 0) want replies and a short grace for the close. */
-static int read_replies(int fd, unsigned timeout_ms, uint64_t want) {
+ * want > 0) want replies and a short grace for the close; first those that
+ * came while sending. */
+static int read_replies(int fd, unsigned timeout_ms, uint64_t want, const struct early *e) {
         size_t cap = WIRE_HEADER_SIZE + WIRE_BODY_MAX + 65536, len = 0;
         uint64_t got = 0;
         uint8_t *buf = malloc(cap);
         int rc = 0;
         if (!buf)
                 return die("out of memory", NULL);
+        ssize_t done = print_frames(e->buf.p, e->buf.len, &got);
+        if (done < 0) {
+                free(buf);
+                return 1;
+        }
+        len = e->buf.len - (size_t) done;
+        if (len > cap) {
+                free(buf);
+                return die("malformed reply: a frame larger than the protocol allows", NULL);
+        }
+        if (len)
+                memcpy(buf, e->buf.p + done, len);
+        if (e->end) {
+                if (len)
+                        printf("partial %zu\n", len);
+                puts(e->end);
+                free(buf);
+                return 0;
+        }
         for (;;) {
                 struct pollfd p = { .fd = fd, .events = POLLIN };
                 bool enough = want && got >= want;
@@ -375,14 +422,18 @@ int main(int argc, char **argv) {
         int fd = connect_to(argv[1]);
         if (fd < 0)
                 return die(strerror(-fd), argv[1]);
-        size_t sent = send_all(fd, w.p, w.len, (unsigned) trickle_ms);
+        struct early e = { .end = NULL };
+        wire_writer_init(&e.buf);
+        e.buf.limit = SEND_MAX;
+        size_t sent = send_all(fd, w.p, w.len, (unsigned) trickle_ms, &e);
         if (w.len)
                 printf("sent=%zu\n", sent);
         fflush(stdout);
         if (do_shutdown)
                 shutdown(fd, SHUT_WR);
-        int rc = read_replies(fd, (unsigned) timeout_ms, want);
+        int rc = read_replies(fd, (unsigned) timeout_ms, want, &e);
         close(fd);
+        wire_writer_free(&e.buf);
         wire_writer_free(&w);
         return rc;
 }
