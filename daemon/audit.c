@@ -33,12 +33,13 @@
 #define BOXED_B64_LEN sodium_base64_ENCODED_LEN(BOXED_SIZE, sodium_base64_VARIANT_ORIGINAL)
 #define FP_SIZE 8
 
-/* Input bytes kept per string field. Each byte escapes to at most 6, so the
- * worst record (exe 4096, object and rule 2048, the rest small) stays under
- * LINE_MAX_BYTES; longer values are cut and the record says "truncated". */
+/* Bytes a string field may take in the record, escaped, the marker "..."
+ * included: the escaped output is what fills the disk, and a non-ASCII byte
+ * escapes to six. Longer values are cut (never inside an escape), end with
+ * "..." and the record says "truncated". The worst record stays near 6 KiB. */
 #define FIELD_MAX 256
-#define NAME_MAX_IN 2048
-#define EXE_MAX_IN 4096
+#define NAME_MAX_OUT 1024
+#define TRUNC_MARK "..."
 
 /* journald MESSAGE_IDs, one per event type (generated once, never change). */
 #define MID_ALLOW "1482c5e568254ed8b2dd96e2dd22fa40"
@@ -110,61 +111,84 @@ static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp) {
         return len;
 }
 
-static void put_u(struct line *l, uint32_t u) {
+static size_t put_u(char t[static 6], uint32_t u) {
         static const char hexd[] = "0123456789abcdef";
-        char t[6] = { '\\', 'u', hexd[u >> 12 & 15], hexd[u >> 8 & 15], hexd[u >> 4 & 15], hexd[u & 15] };
-        put(l, t, sizeof(t));
+        t[0] = '\\';
+        t[1] = 'u';
+        for (int i = 0; i < 4; i++)
+                t[2 + i] = hexd[u >> (12 - 4 * i) & 15];
+        return 6;
 }
 
 static bool plain(unsigned char c) {
         return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 }
 
+/* The escape of the character at s: up to 12 bytes in t. *k: its input length. */
+static size_t escape_one(const unsigned char *s, size_t n, char t[static 12], size_t *k) {
+        uint32_t cp = 0;
+        *k = utf8_seq(s, n, &cp);
+        if (*k == 0) {
+                *k = 1;
+                return put_u(t, 0xdc00u | s[0]);
+        }
+        if (cp == '"' || cp == '\\') {
+                t[0] = '\\';
+                t[1] = (char) cp;
+                return 2;
+        }
+        if (cp < 0x10000)
+                return put_u(t, cp);
+        size_t m = put_u(t, 0xd800u + ((cp - 0x10000) >> 10));
+        return m + put_u(t + m, 0xdc00u + ((cp - 0x10000) & 0x3ff));
+}
+
 /* Output is printable ASCII only: a hostile name can neither end the string
  * nor the line, nor put terminal escapes or bidi tricks before an admin's
  * eyes. Valid UTF-8 becomes \uXXXX; an invalid byte XX becomes \udcXX (the
- * "surrogateescape" convention), so the original bytes can be recovered. */
-static void put_escaped(struct line *l, const unsigned char *s, size_t n) {
+ * "surrogateescape" convention), so the original bytes can be recovered.
+ * Writes at most max bytes; false when the value did not fit whole. */
+static bool put_escaped(struct line *l, const unsigned char *s, size_t n, size_t max) {
+        size_t out = 0;
         for (size_t i = 0; i < n;) {
                 size_t run = i;
-                while (run < n && plain(s[run]))
+                while (run < n && plain(s[run]) && out + (run - i) < max)
                         run++;
                 put(l, (const char *) s + i, run - i);
+                out += run - i;
                 if ((i = run) == n)
                         break;
-                uint32_t cp = 0;
-                size_t k = utf8_seq(s + i, n - i, &cp);
-                if (k == 0) {
-                        put_u(l, 0xdc00u | s[i]);
-                        k = 1;
-                } else if (cp == '"' || cp == '\\') {
-                        char t[2] = { '\\', (char) cp };
-                        put(l, t, 2);
-                } else if (cp < 0x10000) {
-                        put_u(l, cp);
-                } else {
-                        put_u(l, 0xd800u + ((cp - 0x10000) >> 10));
-                        put_u(l, 0xdc00u + ((cp - 0x10000) & 0x3ff));
-                }
+                char t[12];
+                size_t k, m = plain(s[i]) ? 0 : escape_one(s + i, n - i, t, &k);
+                if (m == 0 || out + m > max)
+                        return false;
+                put(l, t, m);
+                out += m;
                 i += k;
         }
+        return true;
 }
 
-/* ,"key":"value" — or null; at most max input bytes of value. */
-static void put_str(struct line *l, const char *key, const char *s, size_t max) {
-        putf(l, ",\"%s\":", key);
-        if (!s) {
-                put_lit(l, "null");
-                return;
-        }
-        size_t n = strnlen(s, max + 1);
-        if (n > max) {
-                n = max;
+/* ,"key":"value" of n input bytes; the value at most max bytes as written. */
+static void put_strn(struct line *l, const char *key, const char *s, size_t n, size_t max) {
+        putf(l, ",\"%s\":\"", key);
+        size_t start = l->len;
+        if (!put_escaped(l, (const unsigned char *) s, n, max)) {
+                l->len = start;
+                put_escaped(l, (const unsigned char *) s, n, max - (sizeof(TRUNC_MARK) - 1));
+                put_lit(l, TRUNC_MARK);
                 l->truncated = true;
         }
         put_lit(l, "\"");
-        put_escaped(l, (const unsigned char *) s, n);
-        put_lit(l, "\"");
+}
+
+/* The same for a string, or null. Beyond 6 * max input bytes nothing more
+ * could fit, so no more is looked at. */
+static void put_str(struct line *l, const char *key, const char *s, size_t max) {
+        if (s)
+                put_strn(l, key, s, strnlen(s, 6 * max + 1), max);
+        else
+                putf(l, ",\"%s\":null", key);
 }
 
 static void put_head(struct audit *a, const char *event) {
@@ -642,18 +666,20 @@ static void journal_request(const struct audit_event *ev, const char *result) {
 
 /* The peer's strings are fixed arrays: bounded by their size even if a bug
  * left one unterminated. */
+#define put_field(l, key, arr, max) put_strn((l), (key), (arr), strnlen((arr), sizeof(arr)), (max))
+
 static void put_peer(struct line *l, const struct peer *p) {
         if (!p)
                 return;
         putf(l, ",\"uid\":%u,\"gid\":%u,\"pid\":%ld", (unsigned) p->uid, (unsigned) p->gid, (long) p->pid);
-        put_str(l, "user", p->user, sizeof(p->user) - 1);
-        put_str(l, "exe", p->exe, sizeof(p->exe) - 1 < EXE_MAX_IN ? sizeof(p->exe) - 1 : EXE_MAX_IN);
-        put_str(l, "unit", p->unit, sizeof(p->unit) - 1);
+        put_field(l, "user", p->user, FIELD_MAX);
+        put_field(l, "exe", p->exe, NAME_MAX_OUT);
+        put_field(l, "unit", p->unit, FIELD_MAX);
         if (p->audit_session == UINT32_MAX)
                 put_lit(l, ",\"audit_session\":null");
         else
                 putf(l, ",\"audit_session\":%u", (unsigned) p->audit_session);
-        put_str(l, "login_session", p->login_session, sizeof(p->login_session) - 1);
+        put_field(l, "login_session", p->login_session, FIELD_MAX);
 }
 
 int audit_record(struct audit *a, const struct audit_event *ev) {
@@ -662,9 +688,9 @@ int audit_record(struct audit *a, const struct audit_event *ev) {
         struct line *l = &a->ln;
         put_head(a, "request");
         put_str(l, "op", ev->op, FIELD_MAX);
-        put_str(l, "object", ev->object, NAME_MAX_IN);
+        put_str(l, "object", ev->object, NAME_MAX_OUT);
         put_str(l, "decision", ev->decision, FIELD_MAX);
-        put_str(l, "rule", ev->rule, NAME_MAX_IN);
+        put_str(l, "rule", ev->rule, NAME_MAX_OUT);
         put_str(l, "result", result, FIELD_MAX);
         if (ev->version)
                 putf(l, ",\"version\":%llu", (unsigned long long) ev->version);
@@ -673,7 +699,7 @@ int audit_record(struct audit *a, const struct audit_event *ev) {
         if (ev->lease)
                 put_str(l, "lease", ev->lease, FIELD_MAX);
         if (ev->detail)
-                put_str(l, "detail", ev->detail, NAME_MAX_IN);
+                put_str(l, "detail", ev->detail, NAME_MAX_OUT);
         put_peer(l, ev->peer);
         int rc = finish(a, a->keyed ? a->key : NULL);
         if (a->journal)
