@@ -848,12 +848,16 @@ struct reader {
         int fd;
         char *buf;         /* LINE_MAX_BYTES + 1 */
         size_t have, used; /* buf[used..have) is not consumed yet */
+        uint64_t left;     /* bytes it may still read: the end of what is verified */
+        size_t quota;      /* bytes it may read in this slice */
+        bool dropped;      /* the line being read is over the cap: its head is gone */
         bool eof;
 };
 
 /* The next line, without its newline. Returns 1 for a line, 0 at the end,
- * -errno on a read error. *too_long: the line was over the cap (only its
- * tail is returned); *last: it had no newline. */
+ * -EAGAIN when the slice's quota is used up (call again), -errno on a read
+ * error. *too_long: the line was over the cap (only its tail is returned);
+ * *last: it had no newline. */
 static int next_line(struct reader *rd, const char **line, size_t *len, bool *too_long, bool *last) {
         *too_long = *last = false;
         for (;;) {
@@ -862,6 +866,8 @@ static int next_line(struct reader *rd, const char **line, size_t *len, bool *to
                         *line = rd->buf + rd->used;
                         *len = nl ? (size_t) (nl - *line) : rd->have - rd->used;
                         *last = !nl;
+                        *too_long = rd->dropped;
+                        rd->dropped = false;
                         rd->used += *len + (nl != NULL);
                         return nl || *len > 0 || *too_long;
                 }
@@ -869,46 +875,111 @@ static int next_line(struct reader *rd, const char **line, size_t *len, bool *to
                 rd->have -= rd->used;
                 rd->used = 0;
                 if (rd->have > LINE_MAX_BYTES) {
-                        *too_long = true; /* drop it, keep looking for its newline */
+                        rd->dropped = true; /* drop it, keep looking for its newline */
                         rd->have = 0;
                 }
-                ssize_t n = read(rd->fd, rd->buf + rd->have, LINE_MAX_BYTES + 1 - rd->have);
+                if (rd->quota == 0)
+                        return -EAGAIN;
+                size_t want = LINE_MAX_BYTES + 1 - rd->have;
+                want = want < rd->quota ? want : rd->quota;
+                ssize_t n = read(rd->fd, rd->buf + rd->have, want < rd->left ? want : (size_t) rd->left);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return -errno;
                 rd->eof = n == 0;
                 rd->have += (size_t) n;
+                rd->left -= (size_t) n;
+                rd->quota -= (size_t) n;
         }
+}
+
+/* In sodium_malloc memory: it holds copies of the keys, so that a seal
+ * during a slow verification wipes nothing it still reads. */
+struct audit_verify {
+        uint8_t mac_key[MAC_SIZE], box_pk[32], box_sk[32];
+        struct verifier v;
+        struct reader rd;
+        struct audit_report rep;
+        int rc;            /* 0, or -EBADMSG once the chain broke */
+        bool done;
+};
+
+int audit_verify_begin(struct audit_verify **out, int fd, uint64_t size, const uint8_t mac_key[static 32],
+                       const uint8_t box_pk[static 32], const uint8_t box_sk[static 32]) {
+        *out = NULL;
+        if (lseek(fd, 0, SEEK_SET) < 0 && errno != ESPIPE)
+                return -errno;
+        struct audit_verify *av = sodium_malloc(sizeof(*av));
+        char *buf = malloc(LINE_MAX_BYTES + 1);
+        if (!av || !buf) {
+                if (av)
+                        sodium_free(av);
+                free(buf);
+                return -ENOMEM;
+        }
+        memset(av, 0, sizeof(*av));
+        memcpy(av->mac_key, mac_key, MAC_SIZE);
+        memcpy(av->box_pk, box_pk, 32);
+        memcpy(av->box_sk, box_sk, 32);
+        av->v = (struct verifier){ .mac_key = av->mac_key, .box_pk = av->box_pk, .box_sk = av->box_sk,
+                                   .rep = &av->rep };
+        av->rd = (struct reader){ .fd = fd, .buf = buf, .left = size };
+        *out = av;
+        return 0;
+}
+
+int audit_verify_step(struct audit_verify *av, size_t budget) {
+        struct verifier *v = &av->v;
+        const char *line = NULL;
+        size_t len = 0;
+        bool too_long, last;
+        av->rd.quota = budget;
+        while (!av->done && av->rc == 0) {
+                int r = next_line(&av->rd, &line, &len, &too_long, &last);
+                if (r == -EAGAIN)
+                        return 1;
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        av->done = true;
+                        break;
+                }
+                v->line++;
+                int rc = too_long ? 1 : verify_line(v, line, len);
+                if (rc == 1)
+                        note_torn(v, last, too_long);
+                av->rc = rc == 1 ? 0 : rc;
+        }
+        return 0;
+}
+
+int audit_verify_end(struct audit_verify *av, struct audit_report *rep) {
+        int rc = conclude(&av->v, av->rc);
+        *rep = av->rep;
+        audit_verify_free(av);
+        return rc;
+}
+
+void audit_verify_free(struct audit_verify *av) {
+        if (!av)
+                return;
+        free(av->rd.buf);
+        sodium_free(av); /* wipes the keys */
 }
 
 int audit_verify_fd(int fd, const uint8_t mac_key[static 32], const uint8_t box_pk[static 32],
                     const uint8_t box_sk[static 32], struct audit_report *rep) {
-        struct verifier v = { .mac_key = mac_key, .box_pk = box_pk, .box_sk = box_sk, .rep = rep };
-        _cleanup_free_ char *buf = malloc(LINE_MAX_BYTES + 1);
-        struct reader rd = { .fd = fd, .buf = buf };
-        const char *line = NULL;
-        size_t len = 0;
-        bool too_long, last;
-        int rc = 0;
+        struct audit_verify *av = NULL;
         memset(rep, 0, sizeof(*rep));
-        if (!buf)
-                return -ENOMEM;
-        if (lseek(fd, 0, SEEK_SET) < 0 && errno != ESPIPE)
-                return -errno;
-        while (rc == 0) {
-                int r = next_line(&rd, &line, &len, &too_long, &last);
-                if (r < 0) {
-                        sodium_memzero(v.key, sizeof(v.key));
-                        return r;
-                }
-                if (r == 0)
-                        break;
-                v.line++;
-                rc = too_long ? 1 : verify_line(&v, line, len);
-                if (rc == 1)
-                        note_torn(&v, last, too_long);
-                rc = rc == 1 ? 0 : rc;
+        int rc = audit_verify_begin(&av, fd, UINT64_MAX, mac_key, box_pk, box_sk);
+        if (rc == 0)
+                do
+                        rc = audit_verify_step(av, SIZE_MAX);
+                while (rc > 0);
+        if (rc < 0) {
+                audit_verify_free(av);
+                return rc;
         }
-        return conclude(&v, rc);
+        return audit_verify_end(av, rep);
 }

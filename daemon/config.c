@@ -28,6 +28,7 @@ void config_defaults(struct config *c) {
         c->token_max_ttl_sec = 24 * 3600;
         c->max_leases_per_uid = 10000;
         c->session_check_sec = 30;
+        c->audit_verify_max_mb = 4096;
 }
 
 static int check_stat(const struct stat *stp, const char *path, uid_t uid, char *err, size_t errsz);
@@ -144,6 +145,8 @@ static int apply(struct config *c, const char *k, const char *v) {
                 return set_duration(&c->token_max_ttl_sec, v);
         if (strcmp(k, "max_leases_per_uid") == 0)
                 return set_uint(&c->max_leases_per_uid, v, 0, 100000000);
+        if (strcmp(k, "audit_verify_max_mb") == 0)
+                return set_uint(&c->audit_verify_max_mb, v, 1, 1u << 24);
         if (strcmp(k, "session_check_interval") == 0)
                 return strcmp(v, "0") == 0 ? (c->session_check_sec = 0, 0) : set_duration(&c->session_check_sec, v);
         return -ENOENT;

@@ -33,6 +33,7 @@ struct config {
         unsigned token_max_ttl_sec;    /* no token lives longer, whatever policy says */
         unsigned max_leases_per_uid;   /* live leases one uid may hold; 0 = no cap */
         unsigned session_check_sec;    /* how often ended login sessions are looked for; 0 = never */
+        unsigned audit_verify_max_mb;  /* the largest file `coffer audit verify` takes */
 };
 
 void config_defaults(struct config *c);

@@ -46,6 +46,8 @@ struct conn {
         size_t out_off;
         uint64_t last_active; /* monotonic usec of accept or last complete frame */
         bool closing;         /* drop after the pending reply is written */
+        struct later *later;  /* a request answered in slices: nothing else is read meanwhile */
+        sd_event_source *later_src;
         struct conn *prev, *next;
 };
 
@@ -107,6 +109,8 @@ static void conn_free(struct conn *c) {
         uid_release(d, c->peer.uid);
         d->nconns--;
         sd_event_source_disable_unref(c->src);
+        sd_event_source_disable_unref(c->later_src);
+        ops_later_free(c->later);
         close(c->fd);
         if (c->in_fd >= 0)
                 close(c->in_fd);
@@ -149,7 +153,7 @@ static void conn_update_events(struct conn *c) {
         size_t pending = c->out.len - c->out_off;
         if (pending)
                 ev |= EPOLLOUT;
-        if (!c->closing && pending < OUT_HIGH_WATER)
+        if (!c->closing && !c->later && pending < OUT_HIGH_WATER)
                 ev |= EPOLLIN;
         sd_event_source_set_io_events(c->src, ev);
 }
@@ -228,6 +232,9 @@ static void conn_consume(struct conn *c, size_t n) {
         c->in_len -= n;
 }
 
+static void conn_process(struct conn *c);
+static void conn_later(struct conn *c, struct later *l);
+
 static void handle_frame(struct conn *c, const struct wire_header *h, const uint8_t *body) {
         struct wire_msg msg = { .hdr = *h };
         struct wire_writer reply;
@@ -239,8 +246,9 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
         if (rc < 0) {
                 conn_reject(c, h->request_id, h->opcode, -EPROTO, "malformed frame body: bad field, duplicate tag or trailing "
                                                        "bytes; closing the connection");
+        } else if (ops_dispatch(&r) == 1) {
+                conn_later(c, r.later);
         } else {
-                ops_dispatch(&r);
                 conn_queue(c, &reply);
         }
         wire_writer_free(&reply);
@@ -252,7 +260,7 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
 
 /* Answer every complete frame in the buffer. */
 static void conn_process(struct conn *c) {
-        while (!c->closing && c->in_len >= WIRE_HEADER_SIZE) {
+        while (!c->closing && !c->later && c->in_len >= WIRE_HEADER_SIZE) {
                 struct wire_header h;
                 int rc = wire_header_parse(&h, c->in);
                 if (rc < 0) {
@@ -292,6 +300,50 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         }
         conn_update_events(c);
         return 0;
+}
+
+/* ---- requests answered in slices ---- */
+
+/* One slice per loop iteration, at idle priority: other clients' frames and
+ * signals are handled between slices. */
+static int on_later(sd_event_source *s, void *userdata) {
+        struct conn *c = userdata;
+        struct wire_writer reply;
+        wire_writer_init(&reply);
+        /* Working for its client: not idle. */
+        c->last_active = now_mono_usec();
+        list_unlink(c->d, c);
+        list_append(c->d, c);
+        if (ops_later_step(c->later, &reply) > 0) {
+                wire_writer_free(&reply);
+                return 0;
+        }
+        sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        ops_later_free(c->later);
+        c->later = NULL;
+        conn_queue(c, &reply);
+        wire_writer_free(&reply);
+        conn_process(c); /* frames that arrived meanwhile */
+        if (conn_flush(c) < 0) {
+                conn_free(c);
+                return 0;
+        }
+        conn_update_events(c);
+        return 0;
+}
+
+static void conn_later(struct conn *c, struct later *l) {
+        int rc = 0;
+        c->later = l;
+        if (!c->later_src) {
+                rc = sd_event_add_defer(c->d->event, &c->later_src, on_later, c);
+                if (rc >= 0)
+                        rc = sd_event_source_set_priority(c->later_src, SD_EVENT_PRIORITY_IDLE);
+        }
+        if (rc >= 0)
+                rc = sd_event_source_set_enabled(c->later_src, SD_EVENT_ON);
+        if (rc < 0)
+                c->closing = true; /* conn_free drops the request, unanswered and unrecorded */
 }
 
 /* ---- accept ---- */
