@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -602,6 +603,16 @@ void audit_close(struct audit *a) {
                 sodium_free(a->next);
         free(a->ln.buf);
         free(a);
+}
+
+int audit_free_space(const struct audit *a, uint64_t *bytes) {
+        struct statvfs sv;
+        if (fstatvfs(a->fd, &sv) < 0)
+                return -errno;
+        /* What an unprivileged writer may use: the daemon may not be able to
+         * dip into the blocks reserved for root. */
+        *bytes = (uint64_t) sv.f_bavail * sv.f_frsize;
+        return 0;
 }
 
 void audit_head(const struct audit *a, uint64_t *seq, uint8_t mac[static 32]) {

@@ -39,6 +39,8 @@ int audit_unsealed(struct audit *a, const uint8_t mac_key[static 32]);
 /* Start a new sealed segment (after seal). */
 int audit_sealed(struct audit *a, const uint8_t box_pk[static 32]);
 int audit_record(struct audit *a, const struct audit_event *ev);
+/* Bytes free for the log on its file system (statvfs f_bavail). */
+int audit_free_space(const struct audit *a, uint64_t *bytes);
 /* The chain head, so a verifier can detect truncation of the live log. */
 void audit_head(const struct audit *a, uint64_t *seq, uint8_t mac[static 32]);
 

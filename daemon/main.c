@@ -19,6 +19,7 @@
 #include <sodium.h>
 #include <systemd/sd-daemon.h>
 
+#include "budget.h"
 #include "server.h"
 #include "session.h"
 #include "token.h"
@@ -355,6 +356,8 @@ static int open_store(struct cofferd *d) {
         rc = audit_open(&d->audit, d->audit_path, d->seal.has_audit_pk ? d->seal.audit_pk : NULL);
         if (rc < 0)
                 return die("cannot open the audit log %s: %s", d->audit_path, audit_strerror(rc));
+        if (budget_new(&d->budget) < 0)
+                return die("out of memory");
         return 0;
 }
 
@@ -413,6 +416,7 @@ int main(int argc, char **argv) {
         tokens_free(d.tokens);
         free(d.login);
         seal_free(&d.seal);
+        budget_free(d.budget);
         audit_close(d.audit);
         store_close(d.store);
         policy_free(d.policy);

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "budget.h"
 #include "engines.h"
 #include "ops.h"
 #include "proto.h"
@@ -718,7 +719,16 @@ static int audit_request(struct request *r, uint16_t code, int rc) {
         return audit_record(r->d->audit, &ev);
 }
 
+/* Root (pam_coffer) and the daemon's own uid are never refused for it. */
+static int take_budget(struct cofferd *d, uid_t uid, char *why, size_t whysz) {
+        bool exempt = uid == 0 || uid == d->self_uid;
+        return budget_take(d->budget, &d->cfg, d->audit, uid, exempt, now_mono_usec(), why, whysz);
+}
+
 int ops_audit_refused(struct cofferd *d, const struct peer *peer, uint16_t opcode, int code) {
+        char why[256];
+        if (take_budget(d, peer->uid, why, sizeof(why)) < 0)
+                return 0; /* counted for the uid's summary record */
         struct audit_event ev = {
                 .op = "protocol-error",
                 .object = proto_op_name(opcode),
@@ -750,6 +760,11 @@ int ops_dispatch(struct request *r) {
         int rc;
         wire_writer_reset(r->out);
         wire_frame_begin(r->out, code | PROTO_REPLY_BIT, r->msg->hdr.request_id);
+        /* Over its audit budget: refused before it does or records anything. */
+        if ((rc = take_budget(r->d, r->peer->uid, r->err, sizeof(r->err))) < 0) {
+                ops_error_frame(r->out, r->msg->hdr.request_id, rc, r->err);
+                return 0;
+        }
         if (!o)
                 rc = fail(r, -EOPNOTSUPP, "unknown opcode %u: this daemon (coffer %s) speaks protocol %u",
                           (unsigned) code, COFFER_VERSION, WIRE_VERSION);

@@ -20,6 +20,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "budget.h"
 #include "creds.h"
 #include "loginmap.h"
 #include "ops.h"
@@ -422,6 +423,7 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
                 conn_free(d->conns_head);
         tokens_refresh(d);
         creds_sweep(d);
+        budget_tick(d->budget, &d->cfg, d->audit, now);
         sd_event_source_set_time_relative(s, 1000000);
         sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); /* a fired timer is off until re-enabled */
         return 0;

@@ -1,7 +1,9 @@
 #!/bin/bash
 # What one caller can make the daemon do to its audit log: `coffer audit
 # verify` takes only a regular file of bounded size and verifies it in slices
-# (others are served, SIGTERM works meanwhile).
+# (others are served, SIGTERM works meanwhile); records have bounded fields;
+# a flood from one uid is throttled and summarized; near a full disk the
+# reserve is kept for root.
 . "$(dirname "$0")/lib.sh"
 
 LOG="$T/audit.log"
@@ -50,5 +52,90 @@ wait "$DAEMON_PID" 2>/dev/null
 DAEMON_PID=
 wait "$VPID" 2>/dev/null
 rm -f "$T/big"
+
+# ---- bounded records: a long non-ASCII executable path ----
+restart() {   # restart [cofferd args...]: with $T/cofferd.conf
+    stop_daemon
+    start_daemon --config "$T/cofferd.conf" "$@"
+}
+printf 'audit_rate_per_uid = 1\naudit_burst = 10\n' >"$T/cofferd.conf"
+chmod 0644 "$T/cofferd.conf"
+restart || { echo "Bail out! cofferd did not restart"; exit 1; }
+long="$T"
+for i in $(seq 15); do long="$long/$(printf '\xc3\xa9%.0s' $(seq 120))"; done
+mkdir -p "$long"
+cp "$RAWCLIENT" "$long/client"
+ok "a client at a 3.6 KiB path of non-ASCII names is answered" sh -c '"$1" "$2" --frame 1 --replies 1 | grep -q "code=0"' \
+    _ "$long/client" "$COFFER_SOCKET"
+rec=$(grep '"op":"status".*"exe":"[^"]*\\u00e9' "$LOG" | tail -n 1)
+ok "its record is under 6 KiB (the exe escaped to 11 KiB before)" test "${#rec}" -gt 0 -a "${#rec}" -lt 6144
+ok "... its exe is cut with a visible marker and the record says truncated" \
+    sh -c 'printf %s "$1" | grep -q "\\\\u00e9\.\.\.\",\"unit\"" && printf %s "$1" | grep -q "\"truncated\":true"' _ "$rec"
+rm -rf "$T/$(printf '\xc3\xa9%.0s' $(seq 120))"
+
+# ---- a flood from one uid is throttled, and summarized in one record ----
+before=$(grep -c '"op":"status".*"uid":65534' "$LOG")
+refused=0
+flood_start=$SECONDS
+for i in $(seq 40); do
+    as_nobody "$COFFER" status >/dev/null 2>"$T/flood.err" || refused=$((refused + 1))
+done
+after=$(grep -c '"op":"status".*"uid":65534' "$LOG")
+ok "a flood of 40 requests from nobody is throttled (audit_burst 10, 1 a second): $refused refused" \
+    test "$refused" -ge 25
+ok "... saying why and what to do" grep -q 'too many requests from uid 65534.*retry in a moment' "$T/flood.err"
+is "... a refused request writes no record of its own" "$((after - before))" "$((40 - refused))"
+fails_with "while nobody is throttled, nobody's next request is refused" 1 'too many requests' \
+    as_nobody "$COFFER" status
+ok "... and root is still served" "$COFFER" status
+ok "one summary record for nobody comes within two seconds" \
+    wait_until 3 grep -q '"op":"requests-refused","object":"uid:65534"' "$LOG"
+sleep 1.2
+# One record per uid per second at most, together counting every refusal.
+sums=$(/usr/bin/python3 - "$LOG" <<'PYEOF'
+import json, sys
+n = total = 0
+for l in open(sys.argv[1], "rb"):
+    r = json.loads(l)
+    if r.get("op") == "requests-refused" and r.get("object") == "uid:65534":
+        assert r["rule"] == "audit_rate_per_uid" and r["result"] == "EAGAIN", r
+        n += 1
+        total += int(r["detail"].split()[0].split("=")[1])
+print(n, total)
+PYEOF
+)
+is "... the summaries (rule audit_rate_per_uid, EAGAIN) count every refusal" "${sums#* }" "$((refused + 1))"
+ok "... in one record per second at most (${sums% *} over $((SECONDS - flood_start + 1)) s)" \
+    test "${sums% *}" -le "$((SECONDS - flood_start + 1))"
+unseal_keyfile
+ok "the log still verifies" "$COFFER" audit verify
+
+# ---- near a full disk, the reserve is root's ----
+AFS="$T/afs"
+mkdir -p "$AFS"
+if ! mount -t tmpfs -o size=8m,mode=0700 tmpfs "$AFS" 2>/dev/null; then
+    skip "disk reserve" "cannot mount a tmpfs here"
+    done_testing
+    exit
+fi
+CLEANUP_EXTRA="umount -l '$AFS' 2>/dev/null"
+printf 'audit_warn_free_mb = 6\naudit_reserve_mb = 4\n' >"$T/cofferd.conf"
+restart --audit-log "$AFS/audit.log" || { echo "Bail out! cofferd did not restart"; exit 1; }
+dd if=/dev/zero of="$AFS/fill1" bs=1M count=3 2>/dev/null
+ok "below audit_warn_free_mb a warning is logged (priority warning)" \
+    wait_until 3 grep -q '^<4>cofferd: the audit log.s file system has [0-9]* MiB free (audit_warn_free_mb 6)' \
+    "$T/cofferd.log"
+ok "... and users are still served above the reserve" as_nobody "$COFFER" status
+dd if=/dev/zero of="$AFS/fill2" bs=1M count=2 2>/dev/null
+sleep 1.2
+fails_with "below audit_reserve_mb a user's request is refused, saying why" 1 'nearly full.*audit_reserve_mb' \
+    as_nobody "$COFFER" status
+ok "... while root's requests still pass" "$COFFER" status
+ok "... and the refusal is summarized once (low-disk)" \
+    wait_until 3 grep -q '"object":"uid:65534".*"rule":"audit_reserve_mb","result":"ENOSPC".*low-disk=1' "$AFS/audit.log"
+rm -f "$AFS/fill1" "$AFS/fill2"
+sleep 1.2
+ok "space freed: users are served again" as_nobody "$COFFER" status
+stop_daemon
 
 done_testing
