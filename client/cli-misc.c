@@ -127,12 +127,16 @@ int cmd_whoami(struct cli *cli, int argc, char **argv) {
         return EXIT_OK;
 }
 
+#define AUDIT_VERIFY_TIMEOUT_MS (15u * 60u * 1000u)
+
 int cmd_audit(struct cli *cli, int argc, char **argv) {
         const char *usage = "audit verify [FILE]";
         if (argc < 2 || argc > 3 || strcmp(argv[1], "verify") != 0)
                 return cli_usage(usage);
         int fd = -1;
-        if (argc == 3 && (fd = open(argv[2], O_RDONLY | O_CLOEXEC)) < 0) {
+        /* O_NONBLOCK: a FIFO without a writer does not hang us; the daemon
+         * refuses anything but a regular file anyway. */
+        if (argc == 3 && (fd = open(argv[2], O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
                 fprintf(stderr, "coffer: cannot open %s: %s\n", argv[2], strerror(errno));
                 return EXIT_FAIL;
         }
@@ -140,7 +144,11 @@ int cmd_audit(struct cli *cli, int argc, char **argv) {
         coffer_audit_report rep;
         int rc = cli_connect(cli, &c);
         if (rc == 0) {
-                rc = coffer_audit_verify(c, &rep, fd);
+                /* The daemon verifies in slices between other requests: a
+                 * large log takes longer than a request usually does. */
+                rc = coffer_set_timeout(c, AUDIT_VERIFY_TIMEOUT_MS);
+                if (rc == 0)
+                        rc = coffer_audit_verify(c, &rep, fd);
                 coffer_disconnect(c);
                 if (rc == 0)
                         printf("audit log intact: %llu records in %llu segments\n", (unsigned long long) rep.records,

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,12 +34,13 @@
 #define BOXED_B64_LEN sodium_base64_ENCODED_LEN(BOXED_SIZE, sodium_base64_VARIANT_ORIGINAL)
 #define FP_SIZE 8
 
-/* Input bytes kept per string field. Each byte escapes to at most 6, so the
- * worst record (exe 4096, object and rule 2048, the rest small) stays under
- * LINE_MAX_BYTES; longer values are cut and the record says "truncated". */
+/* Bytes a string field may take in the record, escaped, the marker "..."
+ * included: the escaped output is what fills the disk, and a non-ASCII byte
+ * escapes to six. Longer values are cut (never inside an escape), end with
+ * "..." and the record says "truncated". The worst record stays near 6 KiB. */
 #define FIELD_MAX 256
-#define NAME_MAX_IN 2048
-#define EXE_MAX_IN 4096
+#define NAME_MAX_OUT 1024
+#define TRUNC_MARK "..."
 
 /* journald MESSAGE_IDs, one per event type (generated once, never change). */
 #define MID_ALLOW "1482c5e568254ed8b2dd96e2dd22fa40"
@@ -111,61 +113,84 @@ static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp) {
         return len;
 }
 
-static void put_u(struct line *l, uint32_t u) {
+static size_t put_u(char t[static 6], uint32_t u) {
         static const char hexd[] = "0123456789abcdef";
-        char t[6] = { '\\', 'u', hexd[u >> 12 & 15], hexd[u >> 8 & 15], hexd[u >> 4 & 15], hexd[u & 15] };
-        put(l, t, sizeof(t));
+        t[0] = '\\';
+        t[1] = 'u';
+        for (int i = 0; i < 4; i++)
+                t[2 + i] = hexd[u >> (12 - 4 * i) & 15];
+        return 6;
 }
 
 static bool plain(unsigned char c) {
         return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 }
 
+/* The escape of the character at s: up to 12 bytes in t. *k: its input length. */
+static size_t escape_one(const unsigned char *s, size_t n, char t[static 12], size_t *k) {
+        uint32_t cp = 0;
+        *k = utf8_seq(s, n, &cp);
+        if (*k == 0) {
+                *k = 1;
+                return put_u(t, 0xdc00u | s[0]);
+        }
+        if (cp == '"' || cp == '\\') {
+                t[0] = '\\';
+                t[1] = (char) cp;
+                return 2;
+        }
+        if (cp < 0x10000)
+                return put_u(t, cp);
+        size_t m = put_u(t, 0xd800u + ((cp - 0x10000) >> 10));
+        return m + put_u(t + m, 0xdc00u + ((cp - 0x10000) & 0x3ff));
+}
+
 /* Output is printable ASCII only: a hostile name can neither end the string
  * nor the line, nor put terminal escapes or bidi tricks before an admin's
  * eyes. Valid UTF-8 becomes \uXXXX; an invalid byte XX becomes \udcXX (the
- * "surrogateescape" convention), so the original bytes can be recovered. */
-static void put_escaped(struct line *l, const unsigned char *s, size_t n) {
+ * "surrogateescape" convention), so the original bytes can be recovered.
+ * Writes at most max bytes; false when the value did not fit whole. */
+static bool put_escaped(struct line *l, const unsigned char *s, size_t n, size_t max) {
+        size_t out = 0;
         for (size_t i = 0; i < n;) {
                 size_t run = i;
-                while (run < n && plain(s[run]))
+                while (run < n && plain(s[run]) && out + (run - i) < max)
                         run++;
                 put(l, (const char *) s + i, run - i);
+                out += run - i;
                 if ((i = run) == n)
                         break;
-                uint32_t cp = 0;
-                size_t k = utf8_seq(s + i, n - i, &cp);
-                if (k == 0) {
-                        put_u(l, 0xdc00u | s[i]);
-                        k = 1;
-                } else if (cp == '"' || cp == '\\') {
-                        char t[2] = { '\\', (char) cp };
-                        put(l, t, 2);
-                } else if (cp < 0x10000) {
-                        put_u(l, cp);
-                } else {
-                        put_u(l, 0xd800u + ((cp - 0x10000) >> 10));
-                        put_u(l, 0xdc00u + ((cp - 0x10000) & 0x3ff));
-                }
+                char t[12];
+                size_t k, m = plain(s[i]) ? 0 : escape_one(s + i, n - i, t, &k);
+                if (m == 0 || out + m > max)
+                        return false;
+                put(l, t, m);
+                out += m;
                 i += k;
         }
+        return true;
 }
 
-/* ,"key":"value" — or null; at most max input bytes of value. */
-static void put_str(struct line *l, const char *key, const char *s, size_t max) {
-        putf(l, ",\"%s\":", key);
-        if (!s) {
-                put_lit(l, "null");
-                return;
-        }
-        size_t n = strnlen(s, max + 1);
-        if (n > max) {
-                n = max;
+/* ,"key":"value" of n input bytes; the value at most max bytes as written. */
+static void put_strn(struct line *l, const char *key, const char *s, size_t n, size_t max) {
+        putf(l, ",\"%s\":\"", key);
+        size_t start = l->len;
+        if (!put_escaped(l, (const unsigned char *) s, n, max)) {
+                l->len = start;
+                put_escaped(l, (const unsigned char *) s, n, max - (sizeof(TRUNC_MARK) - 1));
+                put_lit(l, TRUNC_MARK);
                 l->truncated = true;
         }
         put_lit(l, "\"");
-        put_escaped(l, (const unsigned char *) s, n);
-        put_lit(l, "\"");
+}
+
+/* The same for a string, or null. Beyond 6 * max input bytes nothing more
+ * could fit, so no more is looked at. */
+static void put_str(struct line *l, const char *key, const char *s, size_t max) {
+        if (s)
+                put_strn(l, key, s, strnlen(s, 6 * max + 1), max);
+        else
+                putf(l, ",\"%s\":null", key);
 }
 
 static void put_head(struct audit *a, const char *event) {
@@ -595,6 +620,16 @@ void audit_set_generation(struct audit *a, uint64_t gen) {
         a->gen = gen;
 }
 
+int audit_free_space(const struct audit *a, uint64_t *bytes) {
+        struct statvfs sv;
+        if (fstatvfs(a->fd, &sv) < 0)
+                return -errno;
+        /* What an unprivileged writer may use: the daemon may not be able to
+         * dip into the blocks reserved for root. */
+        *bytes = (uint64_t) sv.f_bavail * sv.f_frsize;
+        return 0;
+}
+
 void audit_head(const struct audit *a, uint64_t *seq, uint8_t mac[static 32]) {
         *seq = a->seq;
         memcpy(mac, a->head, MAC_SIZE);
@@ -657,26 +692,28 @@ static void journal_request(const struct audit_event *ev, const char *result) {
 
 /* The peer's strings are fixed arrays: bounded by their size even if a bug
  * left one unterminated. */
+#define put_field(l, key, arr, max) put_strn((l), (key), (arr), strnlen((arr), sizeof(arr)), (max))
+
 static void put_peer(struct line *l, const struct peer *p) {
         char file[PEER_EXE_FILE_MAX];
         if (!p)
                 return;
         putf(l, ",\"uid\":%u,\"gid\":%u,\"pid\":%ld", (unsigned) p->uid, (unsigned) p->gid, (long) p->pid);
-        put_str(l, "user", p->user, sizeof(p->user) - 1);
-        put_str(l, "exe", p->exe, sizeof(p->exe) - 1 < EXE_MAX_IN ? sizeof(p->exe) - 1 : EXE_MAX_IN);
+        put_field(l, "user", p->user, FIELD_MAX);
+        put_field(l, "exe", p->exe, NAME_MAX_OUT);
         /* The path is the caller's view; the file is what ran. Flags, as
          * "truncated", only when they hold. */
-        put_str(l, "exe_file", peer_exe_file(p, file, sizeof(file)), sizeof(file) - 1);
+        put_field(l, "exe_file", peer_exe_file(p, file, sizeof(file)), FIELD_MAX);
         if (!p->exe_verified)
                 put_lit(l, ",\"exe_unverified\":true");
         if (p->foreign_ns)
                 put_lit(l, ",\"foreign_ns\":true");
-        put_str(l, "unit", p->unit, sizeof(p->unit) - 1);
+        put_field(l, "unit", p->unit, FIELD_MAX);
         if (p->audit_session == UINT32_MAX)
                 put_lit(l, ",\"audit_session\":null");
         else
                 putf(l, ",\"audit_session\":%u", (unsigned) p->audit_session);
-        put_str(l, "login_session", p->login_session, sizeof(p->login_session) - 1);
+        put_field(l, "login_session", p->login_session, FIELD_MAX);
 }
 
 int audit_record(struct audit *a, const struct audit_event *ev) {
@@ -685,9 +722,9 @@ int audit_record(struct audit *a, const struct audit_event *ev) {
         struct line *l = &a->ln;
         put_head(a, "request");
         put_str(l, "op", ev->op, FIELD_MAX);
-        put_str(l, "object", ev->object, NAME_MAX_IN);
+        put_str(l, "object", ev->object, NAME_MAX_OUT);
         put_str(l, "decision", ev->decision, FIELD_MAX);
-        put_str(l, "rule", ev->rule, NAME_MAX_IN);
+        put_str(l, "rule", ev->rule, NAME_MAX_OUT);
         put_str(l, "result", result, FIELD_MAX);
         if (ev->version)
                 putf(l, ",\"version\":%llu", (unsigned long long) ev->version);
@@ -696,7 +733,7 @@ int audit_record(struct audit *a, const struct audit_event *ev) {
         if (ev->lease)
                 put_str(l, "lease", ev->lease, FIELD_MAX);
         if (ev->detail)
-                put_str(l, "detail", ev->detail, NAME_MAX_IN);
+                put_str(l, "detail", ev->detail, NAME_MAX_OUT);
         put_peer(l, ev->peer);
         int rc = finish(a, a->keyed ? a->key : NULL);
         if (a->journal)
@@ -845,12 +882,16 @@ struct reader {
         int fd;
         char *buf;         /* LINE_MAX_BYTES + 1 */
         size_t have, used; /* buf[used..have) is not consumed yet */
+        uint64_t left;     /* bytes it may still read: the end of what is verified */
+        size_t quota;      /* bytes it may read in this slice */
+        bool dropped;      /* the line being read is over the cap: its head is gone */
         bool eof;
 };
 
 /* The next line, without its newline. Returns 1 for a line, 0 at the end,
- * -errno on a read error. *too_long: the line was over the cap (only its
- * tail is returned); *last: it had no newline. */
+ * -EAGAIN when the slice's quota is used up (call again), -errno on a read
+ * error. *too_long: the line was over the cap (only its tail is returned);
+ * *last: it had no newline. */
 static int next_line(struct reader *rd, const char **line, size_t *len, bool *too_long, bool *last) {
         *too_long = *last = false;
         for (;;) {
@@ -859,6 +900,8 @@ static int next_line(struct reader *rd, const char **line, size_t *len, bool *to
                         *line = rd->buf + rd->used;
                         *len = nl ? (size_t) (nl - *line) : rd->have - rd->used;
                         *last = !nl;
+                        *too_long = rd->dropped;
+                        rd->dropped = false;
                         rd->used += *len + (nl != NULL);
                         return nl || *len > 0 || *too_long;
                 }
@@ -866,46 +909,111 @@ static int next_line(struct reader *rd, const char **line, size_t *len, bool *to
                 rd->have -= rd->used;
                 rd->used = 0;
                 if (rd->have > LINE_MAX_BYTES) {
-                        *too_long = true; /* drop it, keep looking for its newline */
+                        rd->dropped = true; /* drop it, keep looking for its newline */
                         rd->have = 0;
                 }
-                ssize_t n = read(rd->fd, rd->buf + rd->have, LINE_MAX_BYTES + 1 - rd->have);
+                if (rd->quota == 0)
+                        return -EAGAIN;
+                size_t want = LINE_MAX_BYTES + 1 - rd->have;
+                want = want < rd->quota ? want : rd->quota;
+                ssize_t n = read(rd->fd, rd->buf + rd->have, want < rd->left ? want : (size_t) rd->left);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return -errno;
                 rd->eof = n == 0;
                 rd->have += (size_t) n;
+                rd->left -= (size_t) n;
+                rd->quota -= (size_t) n;
         }
+}
+
+/* In sodium_malloc memory: it holds copies of the keys, so that a seal
+ * during a slow verification wipes nothing it still reads. */
+struct audit_verify {
+        uint8_t mac_key[MAC_SIZE], box_pk[32], box_sk[32];
+        struct verifier v;
+        struct reader rd;
+        struct audit_report rep;
+        int rc;            /* 0, or -EBADMSG once the chain broke */
+        bool done;
+};
+
+int audit_verify_begin(struct audit_verify **out, int fd, uint64_t size, const uint8_t mac_key[static 32],
+                       const uint8_t box_pk[static 32], const uint8_t box_sk[static 32]) {
+        *out = NULL;
+        if (lseek(fd, 0, SEEK_SET) < 0 && errno != ESPIPE)
+                return -errno;
+        struct audit_verify *av = sodium_malloc(sizeof(*av));
+        char *buf = malloc(LINE_MAX_BYTES + 1);
+        if (!av || !buf) {
+                if (av)
+                        sodium_free(av);
+                free(buf);
+                return -ENOMEM;
+        }
+        memset(av, 0, sizeof(*av));
+        memcpy(av->mac_key, mac_key, MAC_SIZE);
+        memcpy(av->box_pk, box_pk, 32);
+        memcpy(av->box_sk, box_sk, 32);
+        av->v = (struct verifier){ .mac_key = av->mac_key, .box_pk = av->box_pk, .box_sk = av->box_sk,
+                                   .rep = &av->rep };
+        av->rd = (struct reader){ .fd = fd, .buf = buf, .left = size };
+        *out = av;
+        return 0;
+}
+
+int audit_verify_step(struct audit_verify *av, size_t budget) {
+        struct verifier *v = &av->v;
+        const char *line = NULL;
+        size_t len = 0;
+        bool too_long, last;
+        av->rd.quota = budget;
+        while (!av->done && av->rc == 0) {
+                int r = next_line(&av->rd, &line, &len, &too_long, &last);
+                if (r == -EAGAIN)
+                        return 1;
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        av->done = true;
+                        break;
+                }
+                v->line++;
+                int rc = too_long ? 1 : verify_line(v, line, len);
+                if (rc == 1)
+                        note_torn(v, last, too_long);
+                av->rc = rc == 1 ? 0 : rc;
+        }
+        return 0;
+}
+
+int audit_verify_end(struct audit_verify *av, struct audit_report *rep) {
+        int rc = conclude(&av->v, av->rc);
+        *rep = av->rep;
+        audit_verify_free(av);
+        return rc;
+}
+
+void audit_verify_free(struct audit_verify *av) {
+        if (!av)
+                return;
+        free(av->rd.buf);
+        sodium_free(av); /* wipes the keys */
 }
 
 int audit_verify_fd(int fd, const uint8_t mac_key[static 32], const uint8_t box_pk[static 32],
                     const uint8_t box_sk[static 32], struct audit_report *rep) {
-        struct verifier v = { .mac_key = mac_key, .box_pk = box_pk, .box_sk = box_sk, .rep = rep };
-        _cleanup_free_ char *buf = malloc(LINE_MAX_BYTES + 1);
-        struct reader rd = { .fd = fd, .buf = buf };
-        const char *line = NULL;
-        size_t len = 0;
-        bool too_long, last;
-        int rc = 0;
+        struct audit_verify *av = NULL;
         memset(rep, 0, sizeof(*rep));
-        if (!buf)
-                return -ENOMEM;
-        if (lseek(fd, 0, SEEK_SET) < 0 && errno != ESPIPE)
-                return -errno;
-        while (rc == 0) {
-                int r = next_line(&rd, &line, &len, &too_long, &last);
-                if (r < 0) {
-                        sodium_memzero(v.key, sizeof(v.key));
-                        return r;
-                }
-                if (r == 0)
-                        break;
-                v.line++;
-                rc = too_long ? 1 : verify_line(&v, line, len);
-                if (rc == 1)
-                        note_torn(&v, last, too_long);
-                rc = rc == 1 ? 0 : rc;
+        int rc = audit_verify_begin(&av, fd, UINT64_MAX, mac_key, box_pk, box_sk);
+        if (rc == 0)
+                do
+                        rc = audit_verify_step(av, SIZE_MAX);
+                while (rc > 0);
+        if (rc < 0) {
+                audit_verify_free(av);
+                return rc;
         }
-        return conclude(&v, rc);
+        return audit_verify_end(av, rep);
 }

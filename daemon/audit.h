@@ -44,6 +44,8 @@ int audit_record(struct audit *a, const struct audit_event *ev);
  * log's last record, 0 for a log that has none. */
 uint64_t audit_generation(const struct audit *a);
 void audit_set_generation(struct audit *a, uint64_t gen);
+/* Bytes free for the log on its file system (statvfs f_bavail). */
+int audit_free_space(const struct audit *a, uint64_t *bytes);
 /* The chain head, so a verifier can detect truncation of the live log. */
 void audit_head(const struct audit *a, uint64_t *seq, uint8_t mac[static 32]);
 
@@ -59,7 +61,19 @@ struct audit_report {
         char reason[256];      /* what is wrong at bad_line */
 };
 
-/* Verify a log read from fd. Returns 0 if every record verifies, -EBADMSG with
+/* A verification in slices, so that the event loop serves others between
+ * them: begin reads at most size bytes of fd (from its start); each step
+ * reads at most budget bytes and returns 1 while there is more, 0 when done,
+ * or -errno on a read error; end gives the result as audit_verify_fd does
+ * and frees. free alone abandons it. The keys must outlive it. */
+struct audit_verify;
+int audit_verify_begin(struct audit_verify **out, int fd, uint64_t size, const uint8_t mac_key[static 32],
+                       const uint8_t box_pk[static 32], const uint8_t box_sk[static 32]);
+int audit_verify_step(struct audit_verify *av, size_t budget);
+int audit_verify_end(struct audit_verify *av, struct audit_report *rep);
+void audit_verify_free(struct audit_verify *av);
+
+/* Verify a log read from fd, to its end. Returns 0 if every record verifies, -EBADMSG with
  * rep->bad_line/reason set otherwise, or another -errno on read failure. */
 int audit_verify_fd(int fd, const uint8_t mac_key[static 32], const uint8_t box_pk[static 32],
                     const uint8_t box_sk[static 32], struct audit_report *rep);

@@ -33,6 +33,11 @@ void config_defaults(struct config *c) {
         c->max_leases_per_uid = 10000;
         c->session_check_sec = 30;
         c->publish_interval_sec = 15 * 60;
+        c->audit_verify_max_mb = 4096;
+        c->audit_rate_per_uid = 50;
+        c->audit_burst = 500;
+        c->audit_warn_free_mb = 1024;
+        c->audit_reserve_mb = 256;
 }
 
 static int check_stat(const struct stat *stp, const char *path, uid_t uid, char *err, size_t errsz);
@@ -169,6 +174,16 @@ static int apply(struct config *c, const char *k, const char *v) {
                 return set_uint(&c->max_leases_per_uid, v, 0, 100000000);
         if (strcmp(k, "publish_interval") == 0)
                 return set_duration(&c->publish_interval_sec, v);
+        if (strcmp(k, "audit_verify_max_mb") == 0)
+                return set_uint(&c->audit_verify_max_mb, v, 1, 1u << 24);
+        if (strcmp(k, "audit_rate_per_uid") == 0)
+                return set_uint(&c->audit_rate_per_uid, v, 0, 1000000);
+        if (strcmp(k, "audit_burst") == 0)
+                return set_uint(&c->audit_burst, v, 1, 1000000);
+        if (strcmp(k, "audit_warn_free_mb") == 0)
+                return set_uint(&c->audit_warn_free_mb, v, 0, 1u << 30);
+        if (strcmp(k, "audit_reserve_mb") == 0)
+                return set_uint(&c->audit_reserve_mb, v, 0, 1u << 30);
         if (strcmp(k, "session_check_interval") == 0)
                 return strcmp(v, "0") == 0 ? (c->session_check_sec = 0, 0) : set_duration(&c->session_check_sec, v);
         return -ENOENT;

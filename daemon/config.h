@@ -41,6 +41,14 @@ struct config {
         unsigned max_leases_per_uid;   /* live leases one uid may hold; 0 = no cap */
         unsigned session_check_sec;    /* how often ended login sessions are looked for; 0 = never */
         unsigned publish_interval_sec; /* jwks.json and revoked.json are rewritten at least this often */
+        unsigned audit_verify_max_mb;  /* the largest file `coffer audit verify` takes */
+        /* What one uid can make the audit log grow by (budget.h): requests a
+         * second and at once (0: no limit), and free space at which a warning
+         * is logged and below which only root and the daemon's uid are served. */
+        unsigned audit_rate_per_uid;
+        unsigned audit_burst;
+        unsigned audit_warn_free_mb;
+        unsigned audit_reserve_mb;
 };
 
 void config_defaults(struct config *c);

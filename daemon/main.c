@@ -19,6 +19,7 @@
 #include <sodium.h>
 #include <systemd/sd-daemon.h>
 
+#include "budget.h"
 #include "server.h"
 #include "session.h"
 #include "token.h"
@@ -372,6 +373,8 @@ static int open_store(struct cofferd *d) {
                 return die("cannot open the audit log %s: %s", d->audit_path, audit_strerror(rc));
         /* Before anything writes to the store. */
         server_check_rollback(d);
+        if (budget_new(&d->budget) < 0)
+                return die("out of memory");
         return 0;
 }
 
@@ -430,6 +433,7 @@ int main(int argc, char **argv) {
         tokens_free(d.tokens);
         free(d.login);
         seal_free(&d.seal);
+        budget_free(d.budget);
         audit_close(d.audit);
         store_close(d.store);
         policy_free(d.policy);

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "budget.h"
 #include "engines.h"
 #include "ops.h"
 #include "proto.h"
@@ -493,40 +494,97 @@ static int process_whoami(struct request *r) {
         return 0;
 }
 
+/* A verification in slices (server.c runs them between other requests):
+ * what its reply and audit record need once it is done. */
+struct later {
+        struct cofferd *d;
+        const struct peer *peer;
+        uint16_t code;
+        uint32_t id;
+        int fd;
+        struct audit_verify *av;
+        bool is_live;
+        uint64_t head_seq;             /* the live log's chain head when it began */
+        uint8_t head_mac[32];
+        char object[PROTO_NAME_MAX + 16];
+        char rule[256];
+};
+
+#define VERIFY_SLICE (1u << 20) /* bytes per slice: a millisecond or two */
+
+/* Only a regular file has an end: a pipe, a socket or /dev/zero would hold
+ * the loop forever. */
+static int verify_check_file(struct request *r, int fd, struct stat *st) {
+        uint64_t max = (uint64_t) r->d->cfg.audit_verify_max_mb << 20;
+        if (fstat(fd, st) < 0)
+                return fail(r, -errno, "cannot stat the audit log to verify: %s", strerror(errno));
+        if (!S_ISREG(st->st_mode))
+                return fail(r, -EINVAL, "the audit log to verify is not a regular file (a pipe, socket or device); "
+                                        "pass a copy of the log as a file");
+        if ((uint64_t) st->st_size > max)
+                return fail(r, -EFBIG, "the audit log to verify is %llu MiB, more than audit_verify_max_mb (%u) "
+                                       "allows; verify it with a larger limit set in cofferd.conf",
+                            (unsigned long long) (st->st_size >> 20), r->d->cfg.audit_verify_max_mb);
+        return 0;
+}
+
+static int verify_open(struct request *r) {
+        bool passed = r->fd >= 0;
+        int fd = passed ? fcntl(r->fd, F_DUPFD_CLOEXEC, 3) : open(r->d->audit_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return fail(r, -errno, "cannot open the audit log %s: %s", passed ? "passed" : r->d->audit_path,
+                            strerror(errno));
+        return fd;
+}
+
 static int process_audit_verify(struct request *r) {
-        struct audit_report rep;
         const struct keyring *kr = r->d->seal.kr;
-        _cleanup_close_ int own = -1;
-        int fd = r->fd;
-        if (fd < 0) {
-                own = open(r->d->audit_path, O_RDONLY | O_CLOEXEC);
-                if (own < 0)
-                        return fail(r, -errno, "cannot open the audit log %s: %s", r->d->audit_path, strerror(errno));
-                fd = own;
-        }
         struct stat st, live;
-        bool is_live = fstat(fd, &st) == 0 && stat(r->d->audit_path, &live) == 0 && st.st_dev == live.st_dev &&
-                       st.st_ino == live.st_ino;
-        memset(&rep, 0, sizeof(rep));
-        int rc = audit_verify_fd(fd, kr->audit_mac_key, kr->audit_box_pk, kr->audit_box_sk, &rep);
-        if (rc == 0 && is_live) {
-                uint64_t seq;
-                uint8_t mac[32];
-                audit_head(r->d->audit, &seq, mac);
-                if (rep.last_seq != seq || sodium_memcmp(rep.last_mac, mac, 32) != 0) {
-                        rc = -EBADMSG;
-                        rep.bad_line = rep.records + 1;
-                        snprintf(rep.reason, sizeof(rep.reason),
-                                 "the log ends at record %llu but the daemon has written %llu (truncated?)",
-                                 (unsigned long long) rep.last_seq, (unsigned long long) seq);
-                }
+        _cleanup_close_ int fd = verify_open(r);
+        if (fd < 0)
+                return fd;
+        int rc = verify_check_file(r, fd, &st);
+        if (rc < 0)
+                return rc;
+
+        struct later *l = calloc(1, sizeof(*l));
+        if (!l)
+                return fail(r, -ENOMEM, "out of memory");
+        *l = (struct later){ .d = r->d, .peer = r->peer, .code = r->msg->hdr.opcode, .id = r->msg->hdr.request_id,
+                             .fd = -1 };
+        /* The live log grows while it is verified: up to its size now, and
+         * against the chain head that goes with that size. */
+        l->is_live = stat(r->d->audit_path, &live) == 0 && st.st_dev == live.st_dev && st.st_ino == live.st_ino;
+        audit_head(r->d->audit, &l->head_seq, l->head_mac);
+        rc = audit_verify_begin(&l->av, fd, (uint64_t) st.st_size, kr->audit_mac_key, kr->audit_box_pk,
+                                kr->audit_box_sk);
+        if (rc < 0) {
+                free(l);
+                return fail(r, rc, "cannot verify the audit log: %s", strerror(-rc));
+        }
+        l->fd = fd;
+        fd = -1; /* the slices own it now */
+        strcpy_bounded(l->object, sizeof(l->object), r->object);
+        strcpy_bounded(l->rule, sizeof(l->rule), r->rule ? r->rule : "");
+        r->later = l;
+        return 0;
+}
+
+static int verify_result(struct request *r, struct later *l, int rc, struct audit_report *rep) {
+        bool moved = rep->last_seq != l->head_seq || sodium_memcmp(rep->last_mac, l->head_mac, 32) != 0;
+        if (rc == 0 && l->is_live && moved) {
+                rc = -EBADMSG;
+                rep->bad_line = rep->records + 1;
+                snprintf(rep->reason, sizeof(rep->reason),
+                         "the log ends at record %llu but the daemon has written %llu (truncated?)",
+                         (unsigned long long) rep->last_seq, (unsigned long long) l->head_seq);
         }
         if (rc < 0 && rc != -EBADMSG)
                 return fail(r, rc, "reading the audit log failed: %s", strerror(-rc));
-        wire_put_u64(r->out, T_RECORDS, rep.records);
-        wire_put_u64(r->out, T_SEGMENTS, rep.segments);
-        wire_put_u64(r->out, T_BAD_LINE, rep.bad_line);
-        wire_put_str(r->out, T_ERR_MSG, rep.reason);
+        wire_put_u64(r->out, T_RECORDS, rep->records);
+        wire_put_u64(r->out, T_SEGMENTS, rep->segments);
+        wire_put_u64(r->out, T_BAD_LINE, rep->bad_line);
+        wire_put_str(r->out, T_ERR_MSG, rep->reason);
         return 0;
 }
 
@@ -694,6 +752,20 @@ void ops_error_frame(struct wire_writer *w, uint32_t id, int code, const char *m
         wire_frame_end(w);
 }
 
+/* The reply: the handler's frame, or the error; arc is its audit record's
+ * result, and no reply goes out without that record. */
+static void finish_reply(struct request *r, uint32_t id, int rc, int arc) {
+        if (arc < 0) {
+                rc = arc;
+                snprintf(r->err, sizeof(r->err), "the audit log cannot be written (%s); request refused",
+                         strerror(-arc));
+        }
+        if (rc < 0)
+                ops_error_frame(r->out, id, rc, r->err);
+        else if (wire_frame_end(r->out) < 0)
+                ops_error_frame(r->out, id, -E2BIG, "reply too large");
+}
+
 static int audit_request(struct request *r, uint16_t code, int rc) {
         struct audit_event ev = {
                 .op = proto_op_name(code),
@@ -710,7 +782,16 @@ static int audit_request(struct request *r, uint16_t code, int rc) {
         return audit_record(r->d->audit, &ev);
 }
 
+/* Root (pam_coffer) and the daemon's own uid are never refused for it. */
+static int take_budget(struct cofferd *d, uid_t uid, char *why, size_t whysz) {
+        bool exempt = uid == 0 || uid == d->self_uid;
+        return budget_take(d->budget, &d->cfg, d->audit, uid, exempt, now_mono_usec(), why, whysz);
+}
+
 int ops_audit_refused(struct cofferd *d, const struct peer *peer, uint16_t opcode, int code) {
+        char why[256];
+        if (take_budget(d, peer->uid, why, sizeof(why)) < 0)
+                return 0; /* counted for the uid's summary record */
         struct audit_event ev = {
                 .op = "protocol-error",
                 .object = proto_op_name(opcode),
@@ -742,6 +823,11 @@ int ops_dispatch(struct request *r) {
         int rc;
         wire_writer_reset(r->out);
         wire_frame_begin(r->out, code | PROTO_REPLY_BIT, r->msg->hdr.request_id);
+        /* Over its audit budget: refused before it does or records anything. */
+        if ((rc = take_budget(r->d, r->peer->uid, r->err, sizeof(r->err))) < 0) {
+                ops_error_frame(r->out, r->msg->hdr.request_id, rc, r->err);
+                return 0;
+        }
         if (!o)
                 rc = fail(r, -EOPNOTSUPP, "unknown opcode %u: this daemon (coffer %s) speaks protocol %u",
                           (unsigned) code, COFFER_VERSION, WIRE_VERSION);
@@ -749,6 +835,8 @@ int ops_dispatch(struct request *r) {
                 rc = fail(r, -EBADF, "%s takes no file descriptor", proto_op_name(code));
         else
                 rc = run(r, o);
+        if (rc == 0 && r->later)
+                return 1; /* its record and reply come with its last slice */
         /* The record comes before the reply; a write is committed only once
          * its record is written. */
         int arc = audit_request(r, code, rc);
@@ -767,14 +855,35 @@ int ops_dispatch(struct request *r) {
         r->in_tx = false;
         lease_unmark(r->d->leases);
         server_leases_changed(r->d);
-        if (arc < 0) {
-                rc = arc;
-                snprintf(r->err, sizeof(r->err), "the audit log cannot be written (%s); request refused",
-                         strerror(-arc));
-        }
-        if (rc < 0)
-                ops_error_frame(r->out, r->msg->hdr.request_id, rc, r->err);
-        else if (wire_frame_end(r->out) < 0)
-                ops_error_frame(r->out, r->msg->hdr.request_id, -E2BIG, "reply too large");
+        finish_reply(r, r->msg->hdr.request_id, rc, arc);
         return 0;
+}
+
+int ops_later_step(struct later *l, struct wire_writer *out) {
+        struct audit_report rep = { 0 };
+        int rc = audit_verify_step(l->av, VERIFY_SLICE);
+        if (rc > 0)
+                return 1;
+        if (rc == 0)
+                rc = audit_verify_end(l->av, &rep);
+        else
+                audit_verify_free(l->av);
+        l->av = NULL;
+
+        struct request r = { .d = l->d, .peer = l->peer, .fd = -1, .out = out, .rule = l->rule };
+        strcpy_bounded(r.object, sizeof(r.object), l->object);
+        wire_writer_reset(out);
+        wire_frame_begin(out, l->code | PROTO_REPLY_BIT, l->id);
+        rc = verify_result(&r, l, rc, &rep);
+        finish_reply(&r, l->id, rc, audit_request(&r, l->code, rc));
+        return 0;
+}
+
+void ops_later_free(struct later *l) {
+        if (!l)
+                return;
+        audit_verify_free(l->av);
+        if (l->fd >= 0)
+                close(l->fd);
+        free(l);
 }

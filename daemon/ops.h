@@ -26,11 +26,19 @@ struct request {
         bool denied;               /* refused, though not with -EACCES (e.g. "not yours" as -ENOENT) */
         char lease[33];            /* lease id for the audit record, "" = none */
         char detail[640];          /* audit context, never a secret */
+        struct later *later;       /* set by a handler whose reply comes after slices of work */
 };
 
 /* Handle one request and leave exactly one reply frame in r->out. Returns 0,
- * or -EPROTO when the connection must be dropped after the reply. */
+ * or -EPROTO when the connection must be dropped after the reply, or 1 when
+ * the reply comes later (r->later): the caller runs ops_later_step between
+ * other work until it returns 0 with the reply (and its audit record
+ * written) in out, reads no further request of that connection meanwhile,
+ * and frees it with ops_later_free (also to abandon it). */
 int ops_dispatch(struct request *r);
+struct later;
+int ops_later_step(struct later *l, struct wire_writer *out);
+void ops_later_free(struct later *l);
 /* Audit a frame that was refused before dispatch (malformed, over a limit). */
 int ops_audit_refused(struct cofferd *d, const struct peer *peer, uint16_t opcode, int code);
 /* Build an error reply in w for request id (used for frames that never parse). */

@@ -23,6 +23,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "budget.h"
 #include "creds.h"
 #include "loginmap.h"
 #include "ops.h"
@@ -57,6 +58,8 @@ struct conn {
         uint64_t key;         /* its principal */
         size_t pinned;        /* in_cap + out.cap, as counted in the principal */
         bool starved;         /* not read until its principal's buffers shrink */
+        struct later *later;  /* a request answered in slices: nothing else is read meanwhile */
+        sd_event_source *later_src;
         struct conn *prev, *next;
 };
 
@@ -178,6 +181,8 @@ static void conn_free(struct conn *c) {
         principal_release(d, c->key);
         d->nconns--;
         sd_event_source_disable_unref(c->src);
+        sd_event_source_disable_unref(c->later_src);
+        ops_later_free(c->later);
         close(c->fd);
         if (c->in_fd >= 0)
                 close(c->in_fd);
@@ -234,7 +239,7 @@ static void conn_update_events(struct conn *c) {
         size_t pending = conn_pending(c);
         if (pending)
                 ev |= EPOLLOUT;
-        if (!c->closing && !c->eof && !c->starved && pending < OUT_HIGH_WATER)
+        if (!c->closing && !c->eof && !c->starved && !c->later && pending < OUT_HIGH_WATER)
                 ev |= EPOLLIN;
         sd_event_source_set_io_events(c->src, ev);
 }
@@ -358,6 +363,9 @@ static void conn_consume(struct conn *c, size_t n) {
         c->in_len -= n;
 }
 
+static void conn_process(struct conn *c);
+static void conn_later(struct conn *c, struct later *l);
+
 static void handle_frame(struct conn *c, const struct wire_header *h, const uint8_t *body) {
         struct wire_msg msg = { .hdr = *h };
         struct wire_writer reply;
@@ -369,8 +377,9 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
         if (rc < 0) {
                 conn_reject(c, h->request_id, h->opcode, -EPROTO, "malformed frame body: bad field, duplicate tag or trailing "
                                                        "bytes; closing the connection");
+        } else if (ops_dispatch(&r) == 1) {
+                conn_later(c, r.later);
         } else {
-                ops_dispatch(&r);
                 conn_queue(c, &reply);
         }
         wire_writer_free(&reply);
@@ -383,7 +392,7 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
 /* Answer the complete frames in the buffer while the unsent output stays
  * under OUT_HIGH_WATER; the rest wait there, unexecuted, until it drains. */
 static void conn_process(struct conn *c) {
-        while (!c->closing && c->in_len >= WIRE_HEADER_SIZE && conn_pending(c) < OUT_HIGH_WATER) {
+        while (!c->closing && !c->later && c->in_len >= WIRE_HEADER_SIZE && conn_pending(c) < OUT_HIGH_WATER) {
                 struct wire_header h;
                 int rc = wire_header_parse(&h, c->in);
                 if (rc < 0) {
@@ -448,6 +457,50 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         conn_account(c, c->in_cap + c->out.cap);
         conn_update_events(c);
         return 0;
+}
+
+/* ---- requests answered in slices ---- */
+
+/* One slice per loop iteration, at idle priority: other clients' frames and
+ * signals are handled between slices. */
+static int on_later(sd_event_source *s, void *userdata) {
+        struct conn *c = userdata;
+        struct wire_writer reply;
+        wire_writer_init(&reply);
+        /* Working for its client: not idle. */
+        c->last_active = now_mono_usec();
+        list_unlink(c->d, c);
+        list_append(c->d, c);
+        if (ops_later_step(c->later, &reply) > 0) {
+                wire_writer_free(&reply);
+                return 0;
+        }
+        sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        ops_later_free(c->later);
+        c->later = NULL;
+        conn_queue(c, &reply);
+        wire_writer_free(&reply);
+        conn_process(c); /* frames that arrived meanwhile */
+        if (conn_flush(c) < 0) {
+                conn_free(c);
+                return 0;
+        }
+        conn_update_events(c);
+        return 0;
+}
+
+static void conn_later(struct conn *c, struct later *l) {
+        int rc = 0;
+        c->later = l;
+        if (!c->later_src) {
+                rc = sd_event_add_defer(c->d->event, &c->later_src, on_later, c);
+                if (rc >= 0)
+                        rc = sd_event_source_set_priority(c->later_src, SD_EVENT_PRIORITY_IDLE);
+        }
+        if (rc >= 0)
+                rc = sd_event_source_set_enabled(c->later_src, SD_EVENT_ON);
+        if (rc < 0)
+                c->closing = true; /* conn_free drops the request, unanswered and unrecorded */
 }
 
 /* ---- accept ---- */
@@ -548,6 +601,7 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
                 conn_free(d->conns_head);
         tokens_refresh(d);
         creds_sweep(d);
+        budget_tick(d->budget, &d->cfg, d->audit, now);
         sd_event_source_set_time_relative(s, 1000000);
         sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); /* a fired timer is off until re-enabled */
         return 0;

@@ -44,6 +44,7 @@ struct cofferd {
         struct store *store;
         struct seal seal;
         struct audit *audit;
+        struct budget *budget;     /* what each uid may still make it write */
         struct conn *conns_head;   /* least recently active first */
         struct conn *conns_tail;
         unsigned nconns;
