@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 #include "ops.h"
 #include "proto.h"
 #include "util.h"
+#include "worker.h"
 
 enum {
         NEED_INIT = 1 << 0,     /* store must be initialized */
@@ -169,7 +171,7 @@ static int process_status(struct request *r) {
 }
 
 static int start_unsealed_audit(struct request *r) {
-        int rc = server_unsealed(r->d);
+        int rc = server_unsealed(r->d, NULL);
         return rc < 0 ? fail(r, rc, "cannot start the audit log's unsealed segment: %s", strerror(-rc)) : 0;
 }
 
@@ -193,27 +195,173 @@ static int process_init(struct request *r) {
         return rc < 0 ? rc : put_status(r);
 }
 
-static int process_unseal(struct request *r) {
-        struct req_seal q;
+/* An unseal runs its slow parts off the event loop: Argon2id on the worker
+ * thread, then the MAC check of the stored leases in slices, taking turns
+ * with other clients' requests. The store stays sealed until
+ * both are done and the result is installed. */
+#define UNSEAL_CHECK_SLICE 4096 /* lease rows a slice: a few ms */
+
+struct unseal_job {
+        struct work w;
+        struct later later;
+        struct request r;          /* a copy: the connection's frame is gone */
+        struct peer peer;          /* a copy, without the pidfd */
+        struct wire_msg msg;       /* the header only */
+        struct wire_writer out;
+        struct seal_unwrap *u;
+        struct lease_check check;
+        sd_event_source *check_src; /* the slices; NULL while on the worker */
+        unsigned seals;            /* seal.seals at the start */
+        uint64_t started;          /* monotonic µs */
+};
+
+static void unseal_job_run(struct work *w) {
+        struct unseal_job *j = (struct unseal_job *) w;
+        seal_unwrap_run(j->u);
+}
+
+static int unseal_finish(struct request *r, struct seal_unwrap *u, const struct lease_check *check) {
         const char *why = NULL;
-        int rc = proto_decode_unseal(r->msg, &q, &why);
-        if (rc < 0)
-                return fail(r, rc, "%s", why);
         bool was_sealed = seal_is_sealed(&r->d->seal);
-        rc = seal_unseal(&r->d->seal, r->d->store, q.key, q.key_len, &why);
+        int rc = seal_unwrap_finish(&r->d->seal, r->d->store, u, &why);
         if (rc < 0)
                 return why ? fail(r, rc, "%s", why) : fail(r, rc, "unseal failed: %s", strerror(-rc));
         if (was_sealed && !seal_is_sealed(&r->d->seal)) {
-                rc = start_unsealed_audit(r);
+                rc = server_unsealed(r->d, check);
                 if (rc < 0)
-                        return rc;
+                        return fail(r, rc, "cannot start the audit log's unsealed segment: %s", strerror(-rc));
         }
         return put_status(r);
 }
 
+static void conclude(struct request *r, uint16_t code, int rc);
+
+static void unseal_job_free(struct unseal_job *j, bool answer) {
+        if (j->later.ctx)
+                j->later.deliver(j->later.ctx, answer ? &j->out : NULL);
+        if (j->r.d->unsealing == j)
+                j->r.d->unsealing = NULL;
+        sd_event_source_disable_unref(j->check_src);
+        seal_unwrap_free(j->u);
+        lease_check_free(&j->check);
+        wire_writer_free(&j->out);
+        free(j);
+}
+
+/* Audit the unseal's outcome and answer it. */
+static void unseal_answer(struct unseal_job *j, int rc) {
+        struct request *r = &j->r;
+        if (rc == 0 && j->seals != r->d->seal.seals)
+                rc = fail(r, -ECANCELED, "the store was sealed while this unseal ran; unseal again");
+        if (rc == 0)
+                rc = unseal_finish(r, j->u, seal_unwrap_master(j->u) ? &j->check : NULL);
+        if (rc == 0 && !seal_is_sealed(&r->d->seal))
+                server_log("cofferd: unsealed (%s) in %.0f ms", r->d->seal.method,
+                           (double) (now_mono_usec() - j->started) / 1000.0);
+        conclude(r, j->msg.hdr.opcode, rc);
+        unseal_job_free(j, true);
+}
+
+static int on_unseal_check(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct unseal_job *j = userdata;
+        (void) usec;
+        int rc = j->seals != j->r.d->seal.seals ? 0 : lease_check_step(&j->check, j->r.d->store, UNSEAL_CHECK_SLICE);
+        if (rc > 0 && (rc = slice_again(s)) == 0)
+                return 0; /* more next time round */
+        if (rc < 0)
+                rc = fail(&j->r, rc, "checking the stored leases failed: %s (%s)", strerror(-rc),
+                          store_errmsg(j->r.d->store));
+        unseal_answer(j, rc);
+        return 0;
+}
+
+static void unseal_job_done(struct work *w, bool cancelled) {
+        struct unseal_job *j = (struct unseal_job *) w;
+        const uint8_t *master = seal_unwrap_master(j->u);
+        if (cancelled) {
+                unseal_job_free(j, false);
+                return;
+        }
+        /* A wrong key, or sealed meanwhile: answer now. */
+        if (!master || j->seals != j->r.d->seal.seals) {
+                unseal_answer(j, 0);
+                return;
+        }
+        int rc = lease_check_begin(&j->check, master);
+        if (rc == 0)
+                rc = slice_start(j->r.d->event, &j->check_src, on_unseal_check, j);
+        if (rc < 0)
+                unseal_answer(j, fail(&j->r, rc, "cannot check the stored leases: %s", strerror(-rc)));
+}
+
+void ops_stop(struct cofferd *d) {
+        /* On the worker, the job ends with worker_free; checking, here. */
+        if (d->unsealing && d->unsealing->check_src)
+                unseal_job_free(d->unsealing, false);
+}
+
+static int unseal_later(struct request *r, struct seal_unwrap *u) {
+        struct unseal_job *j = calloc(1, sizeof(*j));
+        if (!j) {
+                seal_unwrap_free(u);
+                return fail(r, -ENOMEM, "out of memory");
+        }
+        j->w = (struct work){ .run = unseal_job_run, .done = unseal_job_done };
+        j->u = u;
+        j->seals = r->d->seal.seals;
+        j->peer = *r->peer;
+        j->peer.pidfd = -1;
+        j->msg.hdr = r->msg->hdr;
+        j->r = *r;
+        j->r.peer = &j->peer;
+        j->r.msg = &j->msg;
+        j->r.out = &j->out;
+        if (r->rule == r->rule_buf)
+                j->r.rule = j->r.rule_buf;
+        wire_writer_init(&j->out);
+        wire_frame_begin(&j->out, j->msg.hdr.opcode | PROTO_REPLY_BIT, j->msg.hdr.request_id);
+        j->started = now_mono_usec();
+        int rc = worker_submit(r->d->worker, &j->w);
+        if (rc < 0) {
+                unseal_job_free(j, false);
+                return fail(r, rc, "cannot start the unseal: %s", strerror(-rc));
+        }
+        r->d->unsealing = j;
+        r->later = &j->later;
+        server_log("cofferd: unseal (%s) started off the event loop: deriving the key, then checking the stored "
+                   "leases; other requests are served meanwhile", r->d->seal.method);
+        return -EINPROGRESS;
+}
+
+static int process_unseal(struct request *r) {
+        struct req_seal q;
+        const char *why = NULL;
+        struct seal_unwrap *u = NULL;
+        int rc = proto_decode_unseal(r->msg, &q, &why);
+        if (rc < 0)
+                return fail(r, rc, "%s", why);
+        if (r->d->unsealing)
+                return fail(r, -EBUSY, "an unseal is already running; wait for its answer and check `coffer status`");
+        rc = seal_unwrap_begin(&r->d->seal, r->d->store, q.key, q.key_len, &u, &why);
+        if (rc < 0)
+                return why ? fail(r, rc, "%s", why) : fail(r, rc, "unseal failed: %s", strerror(-rc));
+        if (!u)
+                return put_status(r); /* a share taken, more needed; or unsealed already */
+        if (r->d->worker)
+                return unseal_later(r, u);
+        /* No event loop (unit tests): all at once. */
+        seal_unwrap_run(u);
+        rc = unseal_finish(r, u, NULL);
+        seal_unwrap_free(u);
+        return rc;
+}
+
 static int process_seal(struct request *r) {
-        if (!seal_is_sealed(&r->d->seal)) {
-                seal_seal(&r->d->seal);
+        bool was_unsealed = !seal_is_sealed(&r->d->seal);
+        /* Sealed already, this still stops an unseal that is running from
+         * taking effect, and drops Shamir shares submitted so far. */
+        seal_seal(&r->d->seal);
+        if (was_unsealed) {
                 int rc = server_sealed(r->d);
                 if (rc < 0)
                         return fail(r, rc, "sealed, but the audit log's sealed segment failed: %s", strerror(-rc));
@@ -686,6 +834,14 @@ int ops_dispatch(struct request *r) {
                 rc = fail(r, -EBADF, "%s takes no file descriptor", proto_op_name(code));
         else
                 rc = run(r, o);
+        if (rc == -EINPROGRESS && r->later)
+                return 1; /* audited and answered when the work is done */
+        conclude(r, code, rc);
+        return 0;
+}
+
+/* Audit, commit or roll back, and finish the reply frame in r->out. */
+static void conclude(struct request *r, uint16_t code, int rc) {
         /* The record comes before the reply; a write is committed only once
          * its record is written. */
         int arc = audit_request(r, code, rc);
@@ -713,5 +869,4 @@ int ops_dispatch(struct request *r) {
                 ops_error_frame(r->out, r->msg->hdr.request_id, rc, r->err);
         else if (wire_frame_end(r->out) < 0)
                 ops_error_frame(r->out, r->msg->hdr.request_id, -E2BIG, "reply too large");
-        return 0;
 }

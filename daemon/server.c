@@ -28,6 +28,7 @@
 #include "session.h"
 #include "token.h"
 #include "util.h"
+#include "worker.h"
 
 #define READ_CHUNK 65536u
 #define OUT_HIGH_WATER (4u * 1024u * 1024u) /* stop reading while this much is unsent */
@@ -46,6 +47,7 @@ struct conn {
         size_t out_off;
         uint64_t last_active; /* monotonic usec of accept or last complete frame */
         bool closing;         /* drop after the pending reply is written */
+        struct later *later;  /* a request whose reply comes later: read no other meanwhile */
         struct conn *prev, *next;
 };
 
@@ -103,6 +105,8 @@ static void uid_release(struct cofferd *d, uid_t uid) {
 
 static void conn_free(struct conn *c) {
         struct cofferd *d = c->d;
+        if (c->later)
+                c->later->ctx = NULL; /* the reply has nowhere to go */
         list_unlink(d, c);
         uid_release(d, c->peer.uid);
         d->nconns--;
@@ -149,7 +153,7 @@ static void conn_update_events(struct conn *c) {
         size_t pending = c->out.len - c->out_off;
         if (pending)
                 ev |= EPOLLOUT;
-        if (!c->closing && pending < OUT_HIGH_WATER)
+        if (!c->closing && !c->later && pending < OUT_HIGH_WATER)
                 ev |= EPOLLIN;
         sd_event_source_set_io_events(c->src, ev);
 }
@@ -228,6 +232,24 @@ static void conn_consume(struct conn *c, size_t n) {
         c->in_len -= n;
 }
 
+static void conn_process(struct conn *c);
+static void conn_update_events(struct conn *c);
+
+/* The reply of a request that waited; then the requests read meanwhile. */
+static void conn_deliver(void *ctx, const struct wire_writer *reply) {
+        struct conn *c = ctx;
+        c->later = NULL;
+        if (!reply)
+                return;
+        conn_queue(c, reply);
+        conn_process(c);
+        if (conn_flush(c) < 0) {
+                conn_free(c);
+                return;
+        }
+        conn_update_events(c);
+}
+
 static void handle_frame(struct conn *c, const struct wire_header *h, const uint8_t *body) {
         struct wire_msg msg = { .hdr = *h };
         struct wire_writer reply;
@@ -239,8 +261,11 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
         if (rc < 0) {
                 conn_reject(c, h->request_id, h->opcode, -EPROTO, "malformed frame body: bad field, duplicate tag or trailing "
                                                        "bytes; closing the connection");
+        } else if (ops_dispatch(&r) == 1) {
+                r.later->deliver = conn_deliver;
+                r.later->ctx = c;
+                c->later = r.later;
         } else {
-                ops_dispatch(&r);
                 conn_queue(c, &reply);
         }
         wire_writer_free(&reply);
@@ -250,9 +275,10 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
         c->d->requests++;
 }
 
-/* Answer every complete frame in the buffer. */
+/* Answer every complete frame in the buffer, in order: none while an
+ * earlier one waits for its reply. */
 static void conn_process(struct conn *c) {
-        while (!c->closing && c->in_len >= WIRE_HEADER_SIZE) {
+        while (!c->closing && !c->later && c->in_len >= WIRE_HEADER_SIZE) {
                 struct wire_header h;
                 int rc = wire_header_parse(&h, c->in);
                 if (rc < 0) {
@@ -377,12 +403,13 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* ---- audit segments ---- */
 
-int server_unsealed(struct cofferd *d) {
+int server_unsealed(struct cofferd *d, const struct lease_check *check) {
         int rc = audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
         if (rc < 0)
                 return rc;
         /* Rows edited while the daemon was down fail their MAC now. */
-        int bad = lease_set_master(d->leases, d->seal.master, now_unix());
+        int bad = check ? lease_apply_check(d->leases, d->seal.master, check, now_unix())
+                        : lease_set_master(d->leases, d->seal.master, now_unix());
         if (bad > 0)
                 server_log("cofferd: %d lease(s) in the store failed their integrity check and were revoked", bad);
         rc = tokens_unsealed(d);
@@ -679,6 +706,8 @@ int server_start(struct cofferd *d) {
         int rc = sd_event_add_io(d->event, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d);
         if (rc < 0)
                 return rc;
+        if ((rc = worker_new(&d->worker, d->event)) < 0)
+                return rc;
         rc = sd_event_add_time(d->event, &d->lease_src, CLOCK_REALTIME, UINT64_MAX, 10000, on_lease_timer, d);
         if (rc < 0)
                 return rc;
@@ -694,6 +723,9 @@ int server_start(struct cofferd *d) {
 void server_stop(struct cofferd *d) {
         while (d->conns_head)
                 conn_free(d->conns_head);
+        ops_stop(d);
+        worker_free(d->worker); /* waits for a running unseal, which then answers no one */
+        d->worker = NULL;
         d->listen_src = sd_event_source_disable_unref(d->listen_src);
         d->sweep_src = sd_event_source_disable_unref(d->sweep_src);
         d->lease_src = sd_event_source_disable_unref(d->lease_src);

@@ -20,6 +20,7 @@ struct conn;
 
 struct peer;
 struct opener;
+struct unseal_job;
 
 struct uid_count {
         uid_t uid;
@@ -43,6 +44,8 @@ struct cofferd {
         struct conn *conns_head;   /* least recently active first */
         struct conn *conns_tail;
         unsigned nconns;
+        struct worker *worker;     /* slow work off the loop (worker.h); NULL = none, do it inline */
+        struct unseal_job *unsealing; /* the unseal running (ops.c), NULL = none */
         struct uid_count *uids;    /* live connections per uid */
         unsigned nuids;
         uint64_t requests;
@@ -89,8 +92,10 @@ void server_watch_opener(struct cofferd *d, const struct peer *p);
 void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int server_start(struct cofferd *d);
 /* The store became unsealed (audit chain on the master key, leases checked,
- * token keys derived) or sealed (keys wiped, a new sealed audit segment). */
-int server_unsealed(struct cofferd *d);
+ * token keys derived) or sealed (keys wiped, a new sealed audit segment).
+ * check: the lease rows checked off the loop; NULL = check them now. */
+struct lease_check;
+int server_unsealed(struct cofferd *d, const struct lease_check *check);
 int server_sealed(struct cofferd *d);
 /* Re-arm the lease timer after leases changed; write the revocation list if
  * it changed. Called after every request. */
