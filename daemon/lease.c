@@ -466,10 +466,10 @@ static void mac_str(crypto_generichash_state *h, const char *s) {
         crypto_generichash_update(h, (const uint8_t *) s, strlen(s));
 }
 
-static void lease_mac(const struct lease_mgr *m, const struct store_lease *r, uint8_t out[static 32]) {
+static void row_mac(const uint8_t key[static 32], const struct store_lease *r, uint8_t out[static 32]) {
         crypto_generichash_state h;
         static const uint8_t none[LEASE_ID_SIZE];
-        crypto_generichash_init(&h, m->mac_key, 32, 32);
+        crypto_generichash_init(&h, key, 32, 32);
         crypto_generichash_update(&h, (const uint8_t *) "coffer-lease-v1", 15);
         crypto_generichash_update(&h, r->id, LEASE_ID_SIZE);
         mac_str(&h, r->kind);
@@ -486,6 +486,10 @@ static void lease_mac(const struct lease_mgr *m, const struct store_lease *r, ui
         mac_u64(&h, r->revoked);
         crypto_generichash_final(&h, out, 32);
         sodium_memzero(&h, sizeof(h));
+}
+
+static void lease_mac(const struct lease_mgr *m, const struct store_lease *r, uint8_t out[static 32]) {
+        row_mac(m->mac_key, r, out);
 }
 
 static void to_row(const struct lease *l, struct store_lease *r) {
@@ -942,30 +946,18 @@ int lease_load(struct lease_mgr *m, uint64_t now) {
         return rc < 0 ? rc : (int) (m->live > INT32_MAX ? INT32_MAX : m->live);
 }
 
-struct verify_ctx {
-        struct lease_mgr *m;
-        uint8_t (*bad)[LEASE_ID_SIZE];
-        size_t nbad, cbad;
-};
+/* ---- the MAC check at unseal ---- */
 
-/* Check one stored row against the lease loaded from it. */
-static int verify_row(void *ud, const struct store_lease *r) {
-        struct verify_ctx *c = ud;
-        struct lease *l = lease_find(c->m, r->id);
+static void derive_mac_key(uint8_t key[static 32], const uint8_t master[static 32]) {
+        crypto_kdf_derive_from_key(key, 32, 1, "leasemac", master);
+}
+
+static int check_row(void *ud, const struct store_lease *r) {
+        struct lease_check *c = ud;
         uint8_t mac[32];
-        if (!l || l->verified)
+        row_mac(c->key, r, mac);
+        if (sodium_memcmp(mac, r->mac, 32) == 0 && lease_kind_from_name(r->kind) > 0)
                 return 0;
-        lease_mac(c->m, r, mac);
-        if (sodium_memcmp(mac, r->mac, 32) == 0 && lease_kind_from_name(r->kind) > 0) {
-                l->verified = true;
-                return 0;
-        }
-        if (l->revoked) {
-                /* Revoked while sealed (no key to MAC it then): believing a
-                 * revocation is safe. */
-                l->verified = true;
-                return persist(c->m, l) < 0 ? 0 : 0;
-        }
         if (c->nbad == c->cbad) {
                 size_t n = c->cbad ? c->cbad * 2 : 16;
                 void *p = realloc(c->bad, n * LEASE_ID_SIZE);
@@ -974,8 +966,65 @@ static int verify_row(void *ud, const struct store_lease *r) {
                 c->bad = p;
                 c->cbad = n;
         }
-        memcpy(c->bad[c->nbad++], l->id, LEASE_ID_SIZE);
+        memcpy(c->bad[c->nbad++], r->id, LEASE_ID_SIZE);
         return 0;
+}
+
+int lease_check_begin(struct lease_check *c, const uint8_t master[static 32]) {
+        *c = (struct lease_check){ 0 };
+        if (!(c->key = sodium_malloc(32)))
+                return -ENOMEM;
+        derive_mac_key(c->key, master);
+        return 0;
+}
+
+int lease_check_step(struct lease_check *c, struct store *st, unsigned rows) {
+        if (c->rc < 0 || c->done)
+                return c->rc;
+        int n = store_lease_slice(st, &c->cursor, rows, check_row, c);
+        if (n < 0)
+                return c->rc = n;
+        c->done = (unsigned) n < rows;
+        return !c->done;
+}
+
+void lease_check_free(struct lease_check *c) {
+        if (c->key)
+                sodium_free(c->key);
+        free(c->bad);
+        *c = (struct lease_check){ 0 };
+}
+
+static void mark_verified(struct lease_mgr *m) {
+        for (size_t i = 0; i < m->cap; i++)
+                if (m->tab[i])
+                        m->tab[i]->verified = true;
+}
+
+int lease_apply_check(struct lease_mgr *m, const uint8_t master[static 32], const struct lease_check *c,
+                      uint64_t now) {
+        if (c->rc < 0 || !c->done)
+                return c->rc < 0 ? c->rc : -EINPROGRESS;
+        derive_mac_key(m->mac_key, master);
+        m->have_key = true;
+        /* Every row but the bad ones verified. (A row the loop wrote since
+         * the snapshot was a revocation made while sealed: believed.) */
+        mark_verified(m);
+        int err = 0, total = 0;
+        for (size_t i = 0; i < c->nbad; i++) {
+                struct lease *l = lease_find(m, c->bad[i]);
+                if (!l)
+                        continue;
+                if (l->revoked) {
+                        /* Revoked while sealed (no key to MAC it then):
+                         * believing a revocation is safe. */
+                        (void) persist(m, l);
+                        continue;
+                }
+                l->verified = false;
+                total += revoke_tree(m, l, "integrity", now, false, 0, &err);
+        }
+        return err < 0 ? err : total;
 }
 
 int lease_set_master(struct lease_mgr *m, const uint8_t *master, uint64_t now) {
@@ -984,18 +1033,14 @@ int lease_set_master(struct lease_mgr *m, const uint8_t *master, uint64_t now) {
                 sodium_memzero(m->mac_key, 32);
                 return 0;
         }
-        crypto_kdf_derive_from_key(m->mac_key, 32, 1, "leasemac", master);
-        m->have_key = true;
-        struct verify_ctx c = { .m = m };
-        int rc = store_lease_load(m->st, verify_row, &c);
-        int err = rc < 0 ? rc : 0, total = 0;
-        for (size_t i = 0; i < c.nbad; i++) {
-                struct lease *l = lease_find(m, c.bad[i]);
-                if (l && !l->revoked)
-                        total += revoke_tree(m, l, "integrity", now, false, 0, &err);
-        }
-        free(c.bad);
-        return err < 0 ? err : total;
+        struct lease_check c;
+        int rc = lease_check_begin(&c, master);
+        while (rc == 0 && (rc = lease_check_step(&c, m->st, 65536)) > 0)
+                rc = 0;
+        if (rc == 0)
+                rc = lease_apply_check(m, master, &c, now);
+        lease_check_free(&c);
+        return rc;
 }
 
 int lease_mgr_new(struct lease_mgr **out, struct store *st, lease_revoke_fn on_revoke, void *ud) {

@@ -219,7 +219,7 @@ static void unseal_from_credential(struct cofferd *d) {
         if (rc == 0)
                 rc = seal_unseal(&d->seal, d->store, key.p, key.len, &why);
         if (rc == 0 && !seal_is_sealed(&d->seal))
-                rc = server_unsealed(d);
+                rc = server_unsealed(d, NULL);
         if (rc == 0)
                 fprintf(stderr, "cofferd: unsealed from credential %s\n", CREDENTIAL_NAME);
         else

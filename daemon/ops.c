@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 #include "proto.h"
 #include "token.h"
 #include "util.h"
+#include "worker.h"
 
 enum {
         NEED_INIT = 1 << 0,     /* store must be initialized */
@@ -205,7 +207,7 @@ static int process_status(struct request *r) {
 }
 
 static int start_unsealed_audit(struct request *r) {
-        int rc = server_unsealed(r->d);
+        int rc = server_unsealed(r->d, NULL);
         return rc < 0 ? fail(r, rc, "cannot start the audit log's unsealed segment: %s", strerror(-rc)) : 0;
 }
 
@@ -229,23 +231,105 @@ static int process_init(struct request *r) {
         return rc < 0 ? rc : put_status(r);
 }
 
-static int process_unseal(struct request *r) {
-        struct req_seal q;
+/* ---- requests answered later ----
+ * A handler whose work takes long (an unseal, an audit verify) keeps a copy
+ * of its request in a struct pending and returns -EINPROGRESS; the work then
+ * runs in slices on the loop (a timer due at once, so the slices take turns
+ * with other clients: worker.h) or on the worker thread, and ends in
+ * pending_answer: the audit record, then the reply, handed to the
+ * connection layer through struct later. */
+struct pending {
+        struct later later;        /* where the reply goes (the connection layer's) */
+        struct request r;          /* a copy: the connection's frame is gone */
+        struct peer peer;          /* a copy, without the pidfd */
+        struct wire_msg msg;       /* the header only */
+        struct wire_writer out;
+        sd_event_source *slice;    /* the slices, when they run on the loop */
+        void (*free)(struct pending *p);
+        struct pending *next;      /* in d->pending */
+};
+
+static void conclude(struct request *r, uint16_t code, int rc);
+
+static void pending_begin(struct pending *p, struct request *r, void (*free_fn)(struct pending *p)) {
+        p->peer = *r->peer;
+        p->peer.pidfd = -1;
+        p->msg.hdr = r->msg->hdr;
+        p->r = *r;
+        p->r.peer = &p->peer;
+        p->r.msg = &p->msg;
+        p->r.out = &p->out;
+        p->r.fd = -1;
+        if (r->rule == r->rule_buf)
+                p->r.rule = p->r.rule_buf;
+        p->free = free_fn;
+        wire_writer_init(&p->out);
+        wire_frame_begin(&p->out, p->msg.hdr.opcode | PROTO_REPLY_BIT, p->msg.hdr.request_id);
+        p->next = r->d->pending;
+        r->d->pending = p;
+        r->later = &p->later;
+}
+
+/* Hand the reply over (NULL: none, the daemon stops) and free the job. */
+static void pending_end(struct pending *p, bool answer) {
+        struct pending **pp = &p->r.d->pending;
+        while (*pp && *pp != p)
+                pp = &(*pp)->next;
+        if (*pp)
+                *pp = p->next;
+        if (p->later.ctx)
+                p->later.deliver(p->later.ctx, answer ? &p->out : NULL);
+        p->slice = sd_event_source_disable_unref(p->slice);
+        wire_writer_free(&p->out);
+        p->free(p);
+}
+
+static void pending_answer(struct pending *p, int rc) {
+        conclude(&p->r, p->msg.hdr.opcode, rc);
+        pending_end(p, true);
+}
+
+void ops_stop(struct cofferd *d) {
+        /* A job on the worker thread ends with worker_free; the rest here. */
+        struct pending **pp = &d->pending;
+        while (*pp) {
+                if ((*pp)->slice)
+                        pending_end(*pp, false);
+                else
+                        pp = &(*pp)->next;
+        }
+}
+
+/* An unseal runs its slow parts off the event loop: Argon2id on the worker
+ * thread, then the MAC check of the stored leases in slices, taking turns
+ * with other clients' requests. The store stays sealed until
+ * both are done and the result is installed. */
+#define UNSEAL_CHECK_SLICE 4096 /* lease rows a slice: a few ms */
+
+struct unseal_job {
+        struct pending p;          /* first: the request, answered when done */
+        struct work w;
+        struct seal_unwrap *u;
+        struct lease_check check;
+        unsigned seals;            /* seal.seals at the start */
+        uint64_t started;          /* monotonic µs */
+};
+
+static void unseal_job_run(struct work *w) {
+        struct unseal_job *j = (struct unseal_job *) ((char *) w - offsetof(struct unseal_job, w));
+        seal_unwrap_run(j->u);
+}
+
+static int unseal_finish(struct request *r, struct seal_unwrap *u, const struct lease_check *check) {
         const char *why = NULL;
-        int rc = proto_decode_unseal(r->msg, &q, &why);
-        if (rc < 0)
-                return fail(r, rc, "%s", why);
-        char held[512];
-        if (server_rollback_refusal(r->d, held, sizeof(held)))
-                return fail(r, -ESTALE, "%s", held);
         bool was_sealed = seal_is_sealed(&r->d->seal);
-        rc = seal_unseal(&r->d->seal, r->d->store, q.key, q.key_len, &why);
+        int rc = seal_unwrap_finish(&r->d->seal, r->d->store, u, &why);
         if (rc < 0)
                 return why ? fail(r, rc, "%s", why) : fail(r, rc, "unseal failed: %s", strerror(-rc));
         if (was_sealed && !seal_is_sealed(&r->d->seal)) {
-                rc = start_unsealed_audit(r);
+                rc = server_unsealed(r->d, check);
                 if (rc < 0)
-                        return rc;
+                        return fail(r, rc, "cannot start the audit log's unsealed segment: %s", strerror(-rc));
         }
         return put_status(r);
 }
@@ -269,9 +353,118 @@ static int process_accept_rollback(struct request *r) {
         return 0;
 }
 
+
+static void unseal_job_free(struct pending *p) {
+        struct unseal_job *j = (struct unseal_job *) p;
+        if (p->r.d->unsealing == j)
+                p->r.d->unsealing = NULL;
+        seal_unwrap_free(j->u);
+        lease_check_free(&j->check);
+        free(j);
+}
+
+/* Audit the unseal's outcome and answer it. */
+static void unseal_answer(struct unseal_job *j, int rc) {
+        struct request *r = &j->p.r;
+        if (rc == 0 && j->seals != r->d->seal.seals)
+                rc = fail(r, -ECANCELED, "the store was sealed while this unseal ran; unseal again");
+        if (rc == 0)
+                rc = unseal_finish(r, j->u, seal_unwrap_master(j->u) ? &j->check : NULL);
+        if (rc == 0 && !seal_is_sealed(&r->d->seal))
+                server_log("cofferd: unsealed (%s) in %.0f ms", r->d->seal.method,
+                           (double) (now_mono_usec() - j->started) / 1000.0);
+        pending_answer(&j->p, rc);
+}
+
+static int on_unseal_check(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct unseal_job *j = userdata;
+        struct request *r = &j->p.r;
+        (void) usec;
+        int rc = j->seals != r->d->seal.seals ? 0 : lease_check_step(&j->check, r->d->store, UNSEAL_CHECK_SLICE);
+        if (rc > 0 && (rc = slice_again(s)) == 0)
+                return 0; /* more next time round */
+        if (rc < 0)
+                rc = fail(r, rc, "checking the stored leases failed: %s (%s)", strerror(-rc),
+                          store_errmsg(r->d->store));
+        unseal_answer(j, rc);
+        return 0;
+}
+
+static void unseal_job_done(struct work *w, bool cancelled) {
+        struct unseal_job *j = (struct unseal_job *) ((char *) w - offsetof(struct unseal_job, w));
+        struct request *r = &j->p.r;
+        const uint8_t *master = seal_unwrap_master(j->u);
+        if (cancelled) {
+                pending_end(&j->p, false);
+                return;
+        }
+        /* A wrong key, or sealed meanwhile: answer now. */
+        if (!master || j->seals != r->d->seal.seals) {
+                unseal_answer(j, 0);
+                return;
+        }
+        int rc = lease_check_begin(&j->check, master);
+        if (rc == 0)
+                rc = slice_start(r->d->event, &j->p.slice, on_unseal_check, j);
+        if (rc < 0)
+                unseal_answer(j, fail(r, rc, "cannot check the stored leases: %s", strerror(-rc)));
+}
+
+static int unseal_later(struct request *r, struct seal_unwrap *u) {
+        struct unseal_job *j = calloc(1, sizeof(*j));
+        if (!j) {
+                seal_unwrap_free(u);
+                return fail(r, -ENOMEM, "out of memory");
+        }
+        j->w = (struct work){ .run = unseal_job_run, .done = unseal_job_done };
+        j->u = u;
+        j->seals = r->d->seal.seals;
+        j->started = now_mono_usec();
+        int rc = worker_submit(r->d->worker, &j->w);
+        if (rc < 0) {
+                seal_unwrap_free(u);
+                free(j);
+                return fail(r, rc, "cannot start the unseal: %s", strerror(-rc));
+        }
+        pending_begin(&j->p, r, unseal_job_free);
+        r->d->unsealing = j;
+        server_log("cofferd: unseal (%s) started off the event loop: deriving the key, then checking the stored "
+                   "leases; other requests are served meanwhile", r->d->seal.method);
+        return -EINPROGRESS;
+}
+
+static int process_unseal(struct request *r) {
+        struct req_seal q;
+        const char *why = NULL;
+        struct seal_unwrap *u = NULL;
+        int rc = proto_decode_unseal(r->msg, &q, &why);
+        if (rc < 0)
+                return fail(r, rc, "%s", why);
+        char held[512];
+        if (server_rollback_refusal(r->d, held, sizeof(held)))
+                return fail(r, -ESTALE, "%s", held);
+        if (r->d->unsealing)
+                return fail(r, -EBUSY, "an unseal is already running; wait for its answer and check `coffer status`");
+        rc = seal_unwrap_begin(&r->d->seal, r->d->store, q.key, q.key_len, &u, &why);
+        if (rc < 0)
+                return why ? fail(r, rc, "%s", why) : fail(r, rc, "unseal failed: %s", strerror(-rc));
+        if (!u)
+                return put_status(r); /* a share taken, more needed; or unsealed already */
+        if (r->d->worker)
+                return unseal_later(r, u);
+        /* No event loop (unit tests): all at once. */
+        seal_unwrap_run(u);
+        rc = unseal_finish(r, u, NULL);
+        seal_unwrap_free(u);
+        return rc;
+}
+
 static int process_seal(struct request *r) {
-        if (!seal_is_sealed(&r->d->seal)) {
-                seal_seal(&r->d->seal);
+        bool was_unsealed = !seal_is_sealed(&r->d->seal);
+        /* Sealed already, this still stops an unseal that is running from
+         * taking effect, and drops Shamir shares submitted so far. */
+        seal_seal(&r->d->seal);
+        if (was_unsealed) {
                 int rc = server_sealed(r->d);
                 if (rc < 0)
                         return fail(r, rc, "sealed, but the audit log's sealed segment failed: %s", strerror(-rc));
@@ -496,21 +689,48 @@ static int process_whoami(struct request *r) {
 
 /* A verification in slices (server.c runs them between other requests):
  * what its reply and audit record need once it is done. */
-struct later {
-        struct cofferd *d;
-        const struct peer *peer;
-        uint16_t code;
-        uint32_t id;
+#define VERIFY_SLICE (1u << 20) /* bytes per slice: a millisecond or two */
+
+struct verify_job {
+        struct pending p;          /* first: the request, answered when done */
         int fd;
         struct audit_verify *av;
         bool is_live;
-        uint64_t head_seq;             /* the live log's chain head when it began */
+        uint64_t head_seq;         /* the live log's chain head when it began */
         uint8_t head_mac[32];
-        char object[PROTO_NAME_MAX + 16];
-        char rule[256];
 };
 
-#define VERIFY_SLICE (1u << 20) /* bytes per slice: a millisecond or two */
+static void verify_job_free(struct pending *p) {
+        struct verify_job *v = (struct verify_job *) p;
+        audit_verify_free(v->av);
+        if (v->fd >= 0)
+                close(v->fd);
+        free(v);
+}
+
+static int verify_result(struct request *r, struct verify_job *v, int rc, struct audit_report *rep);
+
+static int on_verify_slice(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct verify_job *v = userdata;
+        struct audit_report rep = { 0 };
+        (void) usec;
+        /* Nobody waits for it any more: stop, on the record. */
+        int rc = v->p.later.ctx ? audit_verify_step(v->av, VERIFY_SLICE) : -ECONNABORTED;
+        if (rc > 0 && (rc = slice_again(s)) == 0)
+                return 0;
+        if (rc == 0)
+                rc = audit_verify_end(v->av, &rep);
+        else
+                audit_verify_free(v->av);
+        v->av = NULL;
+        if (rc == -ECONNABORTED)
+                rc = fail(&v->p.r, rc, "the client went away before the verification ended");
+        else
+                rc = verify_result(&v->p.r, v, rc, &rep);
+        pending_answer(&v->p, rc);
+        return 0;
+}
+
 
 /* Only a regular file has an end: a pipe, a socket or /dev/zero would hold
  * the loop forever. */
@@ -547,37 +767,37 @@ static int process_audit_verify(struct request *r) {
         if (rc < 0)
                 return rc;
 
-        struct later *l = calloc(1, sizeof(*l));
-        if (!l)
+        struct verify_job *v = calloc(1, sizeof(*v));
+        if (!v)
                 return fail(r, -ENOMEM, "out of memory");
-        *l = (struct later){ .d = r->d, .peer = r->peer, .code = r->msg->hdr.opcode, .id = r->msg->hdr.request_id,
-                             .fd = -1 };
+        v->fd = -1;
         /* The live log grows while it is verified: up to its size now, and
          * against the chain head that goes with that size. */
-        l->is_live = stat(r->d->audit_path, &live) == 0 && st.st_dev == live.st_dev && st.st_ino == live.st_ino;
-        audit_head(r->d->audit, &l->head_seq, l->head_mac);
-        rc = audit_verify_begin(&l->av, fd, (uint64_t) st.st_size, kr->audit_mac_key, kr->audit_box_pk,
+        v->is_live = stat(r->d->audit_path, &live) == 0 && st.st_dev == live.st_dev && st.st_ino == live.st_ino;
+        audit_head(r->d->audit, &v->head_seq, v->head_mac);
+        rc = audit_verify_begin(&v->av, fd, (uint64_t) st.st_size, kr->audit_mac_key, kr->audit_box_pk,
                                 kr->audit_box_sk);
+        if (rc == 0)
+                rc = slice_start(r->d->event, &v->p.slice, on_verify_slice, v);
         if (rc < 0) {
-                free(l);
+                v->p.slice = sd_event_source_disable_unref(v->p.slice);
+                verify_job_free(&v->p);
                 return fail(r, rc, "cannot verify the audit log: %s", strerror(-rc));
         }
-        l->fd = fd;
+        v->fd = fd;
         fd = -1; /* the slices own it now */
-        strcpy_bounded(l->object, sizeof(l->object), r->object);
-        strcpy_bounded(l->rule, sizeof(l->rule), r->rule ? r->rule : "");
-        r->later = l;
-        return 0;
+        pending_begin(&v->p, r, verify_job_free);
+        return -EINPROGRESS;
 }
 
-static int verify_result(struct request *r, struct later *l, int rc, struct audit_report *rep) {
-        bool moved = rep->last_seq != l->head_seq || sodium_memcmp(rep->last_mac, l->head_mac, 32) != 0;
-        if (rc == 0 && l->is_live && moved) {
+static int verify_result(struct request *r, struct verify_job *v, int rc, struct audit_report *rep) {
+        bool moved = rep->last_seq != v->head_seq || sodium_memcmp(rep->last_mac, v->head_mac, 32) != 0;
+        if (rc == 0 && v->is_live && moved) {
                 rc = -EBADMSG;
                 rep->bad_line = rep->records + 1;
                 snprintf(rep->reason, sizeof(rep->reason),
                          "the log ends at record %llu but the daemon has written %llu (truncated?)",
-                         (unsigned long long) rep->last_seq, (unsigned long long) l->head_seq);
+                         (unsigned long long) rep->last_seq, (unsigned long long) v->head_seq);
         }
         if (rc < 0 && rc != -EBADMSG)
                 return fail(r, rc, "reading the audit log failed: %s", strerror(-rc));
@@ -835,8 +1055,14 @@ int ops_dispatch(struct request *r) {
                 rc = fail(r, -EBADF, "%s takes no file descriptor", proto_op_name(code));
         else
                 rc = run(r, o);
-        if (rc == 0 && r->later)
-                return 1; /* its record and reply come with its last slice */
+        if (rc == -EINPROGRESS && r->later)
+                return 1; /* audited and answered when the work is done */
+        conclude(r, code, rc);
+        return 0;
+}
+
+/* Audit, commit or roll back, and finish the reply frame in r->out. */
+static void conclude(struct request *r, uint16_t code, int rc) {
         /* The record comes before the reply; a write is committed only once
          * its record is written. */
         int arc = audit_request(r, code, rc);
@@ -856,34 +1082,5 @@ int ops_dispatch(struct request *r) {
         lease_unmark(r->d->leases);
         server_leases_changed(r->d);
         finish_reply(r, r->msg->hdr.request_id, rc, arc);
-        return 0;
 }
 
-int ops_later_step(struct later *l, struct wire_writer *out) {
-        struct audit_report rep = { 0 };
-        int rc = audit_verify_step(l->av, VERIFY_SLICE);
-        if (rc > 0)
-                return 1;
-        if (rc == 0)
-                rc = audit_verify_end(l->av, &rep);
-        else
-                audit_verify_free(l->av);
-        l->av = NULL;
-
-        struct request r = { .d = l->d, .peer = l->peer, .fd = -1, .out = out, .rule = l->rule };
-        strcpy_bounded(r.object, sizeof(r.object), l->object);
-        wire_writer_reset(out);
-        wire_frame_begin(out, l->code | PROTO_REPLY_BIT, l->id);
-        rc = verify_result(&r, l, rc, &rep);
-        finish_reply(&r, l->id, rc, audit_request(&r, l->code, rc));
-        return 0;
-}
-
-void ops_later_free(struct later *l) {
-        if (!l)
-                return;
-        audit_verify_free(l->av);
-        if (l->fd >= 0)
-                close(l->fd);
-        free(l);
-}

@@ -9,6 +9,20 @@
 #include "server.h"
 #include "wire.h"
 
+/* A request answered later: its handler started work that takes long (an
+ * unseal's Argon2id on the worker thread and its lease check, an audit
+ * verify, both in slices that take turns with other clients).
+ * ops_dispatch returns 1 and sets r->later; the connection layer fills in
+ * deliver and ctx and reads no further request of that connection
+ * meanwhile. deliver is called once, on the loop, with the reply (its audit
+ * record already written), or with NULL when the daemon stops first. The
+ * connection layer sets ctx to NULL if the connection goes away: nothing is
+ * sent then. */
+struct later {
+        void (*deliver)(void *ctx, const struct wire_writer *reply);
+        void *ctx;
+};
+
 struct request {
         struct cofferd *d;
         const struct peer *peer;
@@ -26,19 +40,15 @@ struct request {
         bool denied;               /* refused, though not with -EACCES (e.g. "not yours" as -ENOENT) */
         char lease[33];            /* lease id for the audit record, "" = none */
         char detail[640];          /* audit context, never a secret */
-        struct later *later;       /* set by a handler whose reply comes after slices of work */
+        struct later *later;       /* set when the reply comes later */
 };
 
 /* Handle one request and leave exactly one reply frame in r->out. Returns 0,
- * or -EPROTO when the connection must be dropped after the reply, or 1 when
- * the reply comes later (r->later): the caller runs ops_later_step between
- * other work until it returns 0 with the reply (and its audit record
- * written) in out, reads no further request of that connection meanwhile,
- * and frees it with ops_later_free (also to abandon it). */
+ * 1 when the reply comes later (r->later), or -EPROTO when the connection
+ * must be dropped after the reply. */
 int ops_dispatch(struct request *r);
-struct later;
-int ops_later_step(struct later *l, struct wire_writer *out);
-void ops_later_free(struct later *l);
+/* The daemon stops: drop work still pending (an unseal's lease check). */
+void ops_stop(struct cofferd *d);
 /* Audit a frame that was refused before dispatch (malformed, over a limit). */
 int ops_audit_refused(struct cofferd *d, const struct peer *peer, uint16_t opcode, int code);
 /* Build an error reply in w for request id (used for frames that never parse). */

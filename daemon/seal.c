@@ -12,6 +12,7 @@
  * by the keyring's authentication tag.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -164,27 +165,48 @@ static uint64_t get_be64(const uint8_t *p) {
         return v;
 }
 
-static int derive_kek(uint8_t kek[static 32], struct store *st, const char *method, const uint8_t *key,
-                      size_t len) {
+/* What turns a keyfile or passphrase into the key-encryption key, read from
+ * the store on the loop so that the derivation can run anywhere. */
+struct kek_params {
+        bool passphrase;
         uint8_t salt[32];
-        int rc = meta_exact(st, "seal.salt", salt, sizeof(salt));
-        if (rc < 0)
+        uint64_t ops, mem;
+};
+
+static int kek_params_load(struct kek_params *p, struct store *st, const char *method) {
+        *p = (struct kek_params){ .passphrase = strcmp(method, "keyfile") != 0 };
+        int rc = meta_exact(st, "seal.salt", p->salt, sizeof(p->salt));
+        if (rc < 0 || !p->passphrase)
                 return rc;
-        if (strcmp(method, "keyfile") == 0) {
-                if (len < PROTO_KEYFILE_MIN)
-                        return -EKEYREJECTED;
-                return crypto_generichash(kek, 32, key, len, salt, sizeof(salt)) == 0 ? 0 : -EIO;
-        }
         uint8_t kdf[16];
         rc = meta_exact(st, "seal.kdf", kdf, sizeof(kdf));
         if (rc < 0)
                 return rc;
-        uint64_t ops = get_be64(kdf), mem = get_be64(kdf + 8);
-        if (ops < crypto_pwhash_OPSLIMIT_MIN || mem < crypto_pwhash_MEMLIMIT_MIN || mem > (1ull << 32))
+        p->ops = get_be64(kdf);
+        p->mem = get_be64(kdf + 8);
+        if (p->ops < crypto_pwhash_OPSLIMIT_MIN || p->mem < crypto_pwhash_MEMLIMIT_MIN || p->mem > (1ull << 32))
                 return -EBADMSG;
-        if (crypto_pwhash(kek, 32, (const char *) key, len, salt, ops, (size_t) mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
+        return 0;
+}
+
+/* Argon2id for a passphrase: the slow step (~0.7 s at MODERATE). */
+static int kek_derive(uint8_t kek[static 32], const struct kek_params *p, const uint8_t *key, size_t len) {
+        if (!p->passphrase) {
+                if (len < PROTO_KEYFILE_MIN)
+                        return -EKEYREJECTED;
+                return crypto_generichash(kek, 32, key, len, p->salt, sizeof(p->salt)) == 0 ? 0 : -EIO;
+        }
+        if (crypto_pwhash(kek, 32, (const char *) key, len, p->salt, p->ops, (size_t) p->mem,
+                          crypto_pwhash_ALG_ARGON2ID13) != 0)
                 return -ENOMEM;
         return 0;
+}
+
+static int derive_kek(uint8_t kek[static 32], struct store *st, const char *method, const uint8_t *key,
+                      size_t len) {
+        struct kek_params p;
+        int rc = kek_params_load(&p, st, method);
+        return rc < 0 ? rc : kek_derive(kek, &p, key, len);
 }
 
 static void wrap_ad(char *ad, size_t n, const char *method) {
@@ -317,31 +339,63 @@ int seal_init(struct seal *s, struct store *st, const struct req_seal *r, uint8_
 
 /* ---- unseal ---- */
 
-static int unseal_wrapped(struct seal *s, struct store *st, const uint8_t *key, size_t len) {
-        _cleanup_master_ uint8_t *master = master_new();
+struct seal_unwrap {
+        char method[16];
+        struct kek_params kek;
+        uint8_t wrapped[AEAD_NONCE + MASTER_SIZE + AEAD_TAG];
+        uint8_t *key;              /* keyfile or passphrase (sodium_malloc), NULL for shamir */
+        size_t key_len;
+        uint8_t *master;           /* sodium_malloc */
+        int rc;
+};
+
+void seal_unwrap_free(struct seal_unwrap *u) {
+        if (!u)
+                return;
+        if (u->key)
+                sodium_free(u->key);
+        master_free(&u->master);
+        sodium_memzero(u, sizeof(*u));
+        free(u);
+}
+
+const uint8_t *seal_unwrap_master(const struct seal_unwrap *u) {
+        return u->rc == 0 ? u->master : NULL;
+}
+
+static int prepare_wrapped(struct seal *s, struct store *st, const uint8_t *key, size_t len,
+                           struct seal_unwrap *u) {
         _cleanup_free_ uint8_t *w = NULL;
         size_t wlen;
-        uint8_t kek[32];
-        char ad[64];
-        if (!master)
-                return -ENOMEM;
         int rc = store_meta_get(st, "seal.wrapped", &w, &wlen);
         if (rc < 0)
                 return rc;
-        if (wlen != AEAD_NONCE + MASTER_SIZE + AEAD_TAG)
+        if (wlen != sizeof(u->wrapped))
                 return -EBADMSG;
-        wrap_ad(ad, sizeof(ad), s->method);
-        rc = derive_kek(kek, st, s->method, key, len);
-        if (rc == 0)
-                rc = aead_open(master, w, wlen, ad, kek);
+        memcpy(u->wrapped, w, wlen);
+        rc = kek_params_load(&u->kek, st, s->method);
+        if (rc < 0)
+                return rc;
+        u->key = sodium_malloc(len ? len : 1);
+        if (!u->key)
+                return -ENOMEM;
+        memcpy(u->key, key, len);
+        u->key_len = len;
+        return 0;
+}
+
+void seal_unwrap_run(struct seal_unwrap *u) {
+        if (u->rc < 0 || !u->key)
+                return; /* shamir: the master key is already combined */
+        uint8_t kek[32];
+        char ad[64];
+        wrap_ad(ad, sizeof(ad), u->method);
+        u->rc = kek_derive(kek, &u->kek, u->key, u->key_len);
+        if (u->rc == 0)
+                u->rc = aead_open(u->master, u->wrapped, sizeof(u->wrapped), ad, kek);
         sodium_memzero(kek, sizeof(kek));
-        if (rc == 0)
-                rc = keyring_load(&s->kr, st, master);
-        if (rc == 0) {
-                s->master = master;
-                master = NULL;
-        }
-        return rc;
+        sodium_free(u->key);
+        u->key = NULL;
 }
 
 static void pending_reset(struct seal *s) {
@@ -351,7 +405,8 @@ static void pending_reset(struct seal *s) {
         s->npending = 0;
 }
 
-static int unseal_share(struct seal *s, struct store *st, const uint8_t *share, size_t len, const char **why) {
+/* 1: share taken, more needed; 0: u->master holds the combined key. */
+static int take_share(struct seal *s, const uint8_t *share, size_t len, struct seal_unwrap *u, const char **why) {
         if (len != PROTO_SHARE_SIZE || share[0] == 0 || share[0] > s->shares) {
                 *why = "not a share of this store: a share is 33 bytes (66 hex digits) with an index from 1 to n";
                 return -EINVAL;
@@ -366,37 +421,68 @@ static int unseal_share(struct seal *s, struct store *st, const uint8_t *share, 
         memcpy(s->pending + s->npending++ * PROTO_SHARE_SIZE, share, PROTO_SHARE_SIZE);
         if (s->npending < s->threshold)
                 return 1;
-        _cleanup_master_ uint8_t *master = master_new();
-        int rc = master ? shamir_combine(master, s->pending, s->threshold) : -ENOMEM;
+        int rc = shamir_combine(u->master, s->pending, s->threshold);
         pending_reset(s);
-        if (rc == 0)
-                rc = keyring_load(&s->kr, st, master);
-        if (rc == 0) {
-                s->master = master;
-                master = NULL;
-        }
-        if (rc == -EKEYREJECTED)
-                *why = "the shares do not reconstruct this store's master key; progress reset, start again";
         return rc;
 }
 
-int seal_unseal(struct seal *s, struct store *st, const uint8_t *key, size_t len, const char **why) {
+int seal_unwrap_begin(struct seal *s, struct store *st, const uint8_t *key, size_t len, struct seal_unwrap **out,
+                      const char **why) {
+        *out = NULL;
         if (!s->initialized) {
                 *why = "the store is not initialized: run `coffer operator init`";
                 return -ENODATA;
         }
         if (s->kr)
                 return 0;
-        if (strcmp(s->method, "shamir") == 0)
-                return unseal_share(s, st, key, len, why);
-        int rc = unseal_wrapped(s, st, key, len);
+        struct seal_unwrap *u = calloc(1, sizeof(*u));
+        if (!u || !(u->master = master_new())) {
+                free(u);
+                return -ENOMEM;
+        }
+        strcpy_bounded(u->method, sizeof(u->method), s->method);
+        int rc = strcmp(s->method, "shamir") == 0 ? take_share(s, key, len, u, why)
+                                                  : prepare_wrapped(s, st, key, len, u);
+        if (rc != 0) {
+                seal_unwrap_free(u);
+                return rc;
+        }
+        *out = u;
+        return 0;
+}
+
+int seal_unwrap_finish(struct seal *s, struct store *st, struct seal_unwrap *u, const char **why) {
+        int rc = u->rc;
+        if (rc == 0 && s->kr)
+                return 0; /* unsealed meanwhile (by the systemd credential at start) */
+        if (rc == 0)
+                rc = keyring_load(&s->kr, st, u->master);
+        if (rc == 0) {
+                s->master = u->master;
+                u->master = NULL;
+                return 0;
+        }
         if (rc == -EKEYREJECTED)
-                *why = strcmp(s->method, "keyfile") == 0 ? "wrong keyfile: it does not open this store's master key"
-                                                          : "wrong passphrase";
+                *why = strcmp(u->method, "shamir") == 0
+                               ? "the shares do not reconstruct this store's master key; progress reset, start again"
+                       : strcmp(u->method, "keyfile") == 0 ? "wrong keyfile: it does not open this store's master key"
+                                                           : "wrong passphrase";
+        return rc;
+}
+
+int seal_unseal(struct seal *s, struct store *st, const uint8_t *key, size_t len, const char **why) {
+        struct seal_unwrap *u = NULL;
+        int rc = seal_unwrap_begin(s, st, key, len, &u, why);
+        if (rc != 0 || !u)
+                return rc;
+        seal_unwrap_run(u);
+        rc = seal_unwrap_finish(s, st, u, why);
+        seal_unwrap_free(u);
         return rc;
 }
 
 void seal_seal(struct seal *s) {
+        s->seals++;
         if (s->kr)
                 sodium_free(s->kr); /* sodium_free wipes */
         s->kr = NULL;

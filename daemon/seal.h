@@ -22,6 +22,7 @@ struct seal {
         unsigned npending;
         bool has_audit_pk;
         uint8_t audit_pk[32];
+        unsigned seals;            /* times sealed: an unseal begun before a seal must not finish */
 };
 
 static inline bool seal_is_sealed(const struct seal *s) { return s->kr == NULL; }
@@ -34,6 +35,19 @@ int seal_init(struct seal *s, struct store *st, const struct req_seal *r, uint8_
 /* Submit a keyfile, passphrase or share. 0 = unsealed; 1 = share accepted,
  * more needed; -EKEYREJECTED = wrong key (shamir progress is reset). */
 int seal_unseal(struct seal *s, struct store *st, const uint8_t *key, size_t len, const char **why);
+/* The same in three steps, so that the slow one (Argon2id) runs off the
+ * event loop: begin reads what it needs from the store (and takes a Shamir
+ * share: 1 = more needed, no unwrap made; 0 with *u NULL = already
+ * unsealed); run touches only u (any thread); finish opens the keyring and
+ * installs the master key. seal_unwrap_master is the key once run has
+ * succeeded (for the lease check), NULL otherwise. */
+struct seal_unwrap;
+int seal_unwrap_begin(struct seal *s, struct store *st, const uint8_t *key, size_t len, struct seal_unwrap **u,
+                      const char **why);
+void seal_unwrap_run(struct seal_unwrap *u);
+const uint8_t *seal_unwrap_master(const struct seal_unwrap *u);
+int seal_unwrap_finish(struct seal *s, struct store *st, struct seal_unwrap *u, const char **why);
+void seal_unwrap_free(struct seal_unwrap *u);
 /* Wipe every key now. */
 void seal_seal(struct seal *s);
 /* Add a data-key term; new values use it, old values stay readable. */

@@ -32,6 +32,7 @@
 #include "session.h"
 #include "token.h"
 #include "util.h"
+#include "worker.h"
 
 #define READ_CHUNK 65536u
 /* A connection's requests wait while this much of its output is unsent; the
@@ -58,8 +59,7 @@ struct conn {
         uint64_t key;         /* its principal */
         size_t pinned;        /* in_cap + out.cap, as counted in the principal */
         bool starved;         /* not read until its principal's buffers shrink */
-        struct later *later;  /* a request answered in slices: nothing else is read meanwhile */
-        sd_event_source *later_src;
+        struct later *later;  /* a request whose reply comes later: read no other meanwhile */
         struct conn *prev, *next;
 };
 
@@ -177,12 +177,12 @@ static void conn_free(struct conn *c) {
                 d->starved--;
         c->starved = false;
         conn_account(c, 0);
+        if (c->later)
+                c->later->ctx = NULL; /* the reply has nowhere to go */
         list_unlink(d, c);
         principal_release(d, c->key);
         d->nconns--;
         sd_event_source_disable_unref(c->src);
-        sd_event_source_disable_unref(c->later_src);
-        ops_later_free(c->later);
         close(c->fd);
         if (c->in_fd >= 0)
                 close(c->in_fd);
@@ -239,8 +239,7 @@ static void conn_update_events(struct conn *c) {
         size_t pending = conn_pending(c);
         if (pending)
                 ev |= EPOLLOUT;
-        if (!c->closing && !c->eof && !c->starved && !c->later && pending < OUT_HIGH_WATER)
-                ev |= EPOLLIN;
+        if (!c->closing && !c->eof && !c->starved && !c->later && pending < OUT_HIGH_WATER)                ev |= EPOLLIN;
         sd_event_source_set_io_events(c->src, ev);
 }
 
@@ -364,8 +363,23 @@ static void conn_consume(struct conn *c, size_t n) {
 }
 
 static void conn_process(struct conn *c);
-static void conn_later(struct conn *c, struct later *l);
+static int conn_pump(struct conn *c);
+static void conn_update_events(struct conn *c);
 
+/* The reply of a request that waited; then the requests read meanwhile. */
+static void conn_deliver(void *ctx, const struct wire_writer *reply) {
+        struct conn *c = ctx;
+        c->later = NULL;
+        if (!reply)
+                return;
+        conn_queue(c, reply);
+        if (conn_pump(c) < 0) {
+                conn_free(c);
+                return;
+        }
+        conn_account(c, c->in_cap + c->out.cap);
+        conn_update_events(c);
+}
 static void handle_frame(struct conn *c, const struct wire_header *h, const uint8_t *body) {
         struct wire_msg msg = { .hdr = *h };
         struct wire_writer reply;
@@ -378,8 +392,9 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
                 conn_reject(c, h->request_id, h->opcode, -EPROTO, "malformed frame body: bad field, duplicate tag or trailing "
                                                        "bytes; closing the connection");
         } else if (ops_dispatch(&r) == 1) {
-                conn_later(c, r.later);
-        } else {
+                r.later->deliver = conn_deliver;
+                r.later->ctx = c;
+                c->later = r.later;        } else {
                 conn_queue(c, &reply);
         }
         wire_writer_free(&reply);
@@ -389,11 +404,11 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
         c->d->requests++;
 }
 
-/* Answer the complete frames in the buffer while the unsent output stays
- * under OUT_HIGH_WATER; the rest wait there, unexecuted, until it drains. */
+/* Answer the complete frames in the buffer, in order, while the unsent
+ * output stays under OUT_HIGH_WATER and no earlier request waits for its
+ * reply; the rest wait there, unexecuted. */
 static void conn_process(struct conn *c) {
-        while (!c->closing && !c->later && c->in_len >= WIRE_HEADER_SIZE && conn_pending(c) < OUT_HIGH_WATER) {
-                struct wire_header h;
+        while (!c->closing && !c->later && c->in_len >= WIRE_HEADER_SIZE && conn_pending(c) < OUT_HIGH_WATER) {                struct wire_header h;
                 int rc = wire_header_parse(&h, c->in);
                 if (rc < 0) {
                         conn_reject(c, 0, 0, -EPROTO,
@@ -426,8 +441,10 @@ static int conn_pump(struct conn *c) {
         for (;;) {
                 conn_process(c);
                 in_release(c);
-                bool more = frame_complete(c) && !c->closing;
-                if (c->eof && !more)
+                /* A request waiting for its reply holds the rest back, and
+                 * the connection open. */
+                bool more = frame_complete(c) && !c->closing && !c->later;
+                if (c->eof && !more && !c->later)
                         c->closing = true;
                 int rc = conn_flush(c);
                 if (rc < 0)
@@ -457,50 +474,6 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         conn_account(c, c->in_cap + c->out.cap);
         conn_update_events(c);
         return 0;
-}
-
-/* ---- requests answered in slices ---- */
-
-/* One slice per loop iteration, at idle priority: other clients' frames and
- * signals are handled between slices. */
-static int on_later(sd_event_source *s, void *userdata) {
-        struct conn *c = userdata;
-        struct wire_writer reply;
-        wire_writer_init(&reply);
-        /* Working for its client: not idle. */
-        c->last_active = now_mono_usec();
-        list_unlink(c->d, c);
-        list_append(c->d, c);
-        if (ops_later_step(c->later, &reply) > 0) {
-                wire_writer_free(&reply);
-                return 0;
-        }
-        sd_event_source_set_enabled(s, SD_EVENT_OFF);
-        ops_later_free(c->later);
-        c->later = NULL;
-        conn_queue(c, &reply);
-        wire_writer_free(&reply);
-        conn_process(c); /* frames that arrived meanwhile */
-        if (conn_flush(c) < 0) {
-                conn_free(c);
-                return 0;
-        }
-        conn_update_events(c);
-        return 0;
-}
-
-static void conn_later(struct conn *c, struct later *l) {
-        int rc = 0;
-        c->later = l;
-        if (!c->later_src) {
-                rc = sd_event_add_defer(c->d->event, &c->later_src, on_later, c);
-                if (rc >= 0)
-                        rc = sd_event_source_set_priority(c->later_src, SD_EVENT_PRIORITY_IDLE);
-        }
-        if (rc >= 0)
-                rc = sd_event_source_set_enabled(c->later_src, SD_EVENT_ON);
-        if (rc < 0)
-                c->closing = true; /* conn_free drops the request, unanswered and unrecorded */
 }
 
 /* ---- accept ---- */
@@ -597,8 +570,17 @@ static int on_listen(sd_event_source *s, int lfd, uint32_t revents, void *userda
 static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         struct cofferd *d = userdata;
         uint64_t now = now_mono_usec(), idle = (uint64_t) d->cfg.idle_timeout_sec * 1000000u;
-        while (d->conns_head && d->conns_head->last_active + idle < now)
-                conn_free(d->conns_head);
+        for (unsigned n = d->nconns; n > 0 && d->conns_head && d->conns_head->last_active + idle < now; n--) {
+                struct conn *c = d->conns_head;
+                if (!c->later) {
+                        conn_free(c);
+                        continue;
+                }
+                /* Waiting for the daemon is not idleness. */
+                c->last_active = now;
+                list_unlink(d, c);
+                list_append(d, c);
+        }
         tokens_refresh(d);
         creds_sweep(d);
         budget_tick(d->budget, &d->cfg, d->audit, now);
@@ -650,13 +632,13 @@ const char *server_rollback_refusal(const struct cofferd *d, char *buf, size_t n
 
 /* ---- audit segments ---- */
 
-int server_unsealed(struct cofferd *d) {
-        server_anchor(d, false);
-        int rc = audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
+int server_unsealed(struct cofferd *d, const struct lease_check *check) {
+        server_anchor(d, false);        int rc = audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
         if (rc < 0)
                 return rc;
         /* Rows edited while the daemon was down fail their MAC now. */
-        int bad = lease_set_master(d->leases, d->seal.master, now_unix());
+        int bad = check ? lease_apply_check(d->leases, d->seal.master, check, now_unix())
+                        : lease_set_master(d->leases, d->seal.master, now_unix());
         if (bad > 0)
                 server_log("cofferd: %d lease(s) in the store failed their integrity check and were revoked", bad);
         rc = tokens_unsealed(d);
@@ -969,6 +951,8 @@ int server_start(struct cofferd *d) {
         int rc = sd_event_add_io(d->event, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d);
         if (rc < 0)
                 return rc;
+        if ((rc = worker_new(&d->worker, d->event)) < 0)
+                return rc;
         rc = sd_event_add_time(d->event, &d->lease_src, CLOCK_REALTIME, UINT64_MAX, 10000, on_lease_timer, d);
         if (rc < 0)
                 return rc;
@@ -984,6 +968,9 @@ int server_start(struct cofferd *d) {
 void server_stop(struct cofferd *d) {
         while (d->conns_head)
                 conn_free(d->conns_head);
+        ops_stop(d);
+        worker_free(d->worker); /* waits for a running unseal, which then answers no one */
+        d->worker = NULL;
         d->listen_src = sd_event_source_disable_unref(d->listen_src);
         d->sweep_src = sd_event_source_disable_unref(d->sweep_src);
         d->lease_src = sd_event_source_disable_unref(d->lease_src);

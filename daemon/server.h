@@ -21,6 +21,8 @@ struct conn;
 
 struct peer;
 struct opener;
+struct unseal_job;
+struct pending;
 
 /* Who limits count against: a uid, the owner of a range of subordinate uids
  * or of the user namespaces a peer is in, or one namespace made by root. */
@@ -53,6 +55,9 @@ struct cofferd {
         size_t pinned;             /* buffer bytes of all connections */
         unsigned starved;          /* connections not read until buffer memory is freed */
         struct subuid_map subuids;
+        struct worker *worker;     /* slow work off the loop (worker.h); NULL = none, do it inline */
+        struct unseal_job *unsealing; /* the unseal running (ops.c), NULL = none */
+        struct pending *pending;   /* requests answered later (ops.c) */
         uint64_t requests;
         /* Leases and the engines built on them. */
         struct lease_mgr *leases;
@@ -100,8 +105,10 @@ void server_watch_opener(struct cofferd *d, const struct peer *p);
 void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int server_start(struct cofferd *d);
 /* The store became unsealed (audit chain on the master key, leases checked,
- * token keys derived) or sealed (keys wiped, a new sealed audit segment). */
-int server_unsealed(struct cofferd *d);
+ * token keys derived) or sealed (keys wiped, a new sealed audit segment).
+ * check: the lease rows checked off the loop; NULL = check them now. */
+struct lease_check;
+int server_unsealed(struct cofferd *d, const struct lease_check *check);
 int server_sealed(struct cofferd *d);
 /* At start: is the store older than the generation the audit log anchors
  * (restored from an older copy)? Then hold it: logged, audited, no unseal. */

@@ -80,6 +80,7 @@ enum {
         Q_LEASE_PUT,
         Q_LEASE_DEL,
         Q_LEASE_LOAD,
+        Q_LEASE_SLICE,
         Q_COUNT,
 };
 
@@ -127,6 +128,9 @@ static const char *const query_sql[Q_COUNT] = {
         [Q_LEASE_DEL] = "DELETE FROM leases WHERE id = ?1",
         [Q_LEASE_LOAD] = "SELECT id, kind, owner, owner_uid, object, parent, issued, expires, max_expires, "
                          "renewable, audit_session, data, revoked, mac FROM leases",
+        [Q_LEASE_SLICE] = "SELECT id, kind, owner, owner_uid, object, parent, issued, expires, max_expires, "
+                          "renewable, audit_session, data, revoked, mac FROM leases WHERE id > ?1 "
+                          "ORDER BY id LIMIT ?2",
 };
 
 /* Leases came after schema version 1 was released; the table is added to
@@ -1220,10 +1224,9 @@ static const char *col_text(sqlite3_stmt *q, int i) {
         return t ? (const char *) t : NULL;
 }
 
-int store_lease_load(struct store *s, int (*cb)(void *ud, const struct store_lease *l), void *ud) {
-        if (!s || !cb)
-                return -EINVAL;
-        _cleanup_reset_ sqlite3_stmt *q = s->q[Q_LEASE_LOAD];
+/* cursor: when not NULL, set to the id of each row read. */
+static int lease_scan(struct store *s, sqlite3_stmt *q, struct store_cursor *cursor,
+                      int (*cb)(void *ud, const struct store_lease *l), void *ud) {
         size_t n = 0;
         int rc;
         while ((rc = step(s, q)) > 0) {
@@ -1251,10 +1254,34 @@ int store_lease_load(struct store *s, int (*cb)(void *ud, const struct store_lea
                 l.renewable = sqlite3_column_int64(q, 9) != 0;
                 l.audit_session = (uint32_t) sqlite3_column_int64(q, 10);
                 l.revoked = (uint64_t) sqlite3_column_int64(q, 12);
+                if (cursor) {
+                        memcpy(cursor->id, l.id, sizeof(cursor->id));
+                        cursor->started = true;
+                }
                 rc = cb(ud, &l);
                 if (rc < 0)
                         return rc;
                 n++;
         }
         return rc < 0 ? rc : (int) (n > INT32_MAX ? INT32_MAX : n);
+}
+
+int store_lease_load(struct store *s, int (*cb)(void *ud, const struct store_lease *l), void *ud) {
+        if (!s || !cb)
+                return -EINVAL;
+        _cleanup_reset_ sqlite3_stmt *q = s->q[Q_LEASE_LOAD];
+        return lease_scan(s, q, NULL, cb, ud);
+}
+
+int store_lease_slice(struct store *s, struct store_cursor *cursor, unsigned limit,
+                      int (*cb)(void *ud, const struct store_lease *l), void *ud) {
+        if (!s || !cursor || !cb)
+                return -EINVAL;
+        _cleanup_reset_ sqlite3_stmt *q = s->q[Q_LEASE_SLICE];
+        /* An empty blob sorts before every id. */
+        if (sqlite3_bind_blob(q, 1, cursor->id, cursor->started ? (int) sizeof(cursor->id) : 0, SQLITE_TRANSIENT) !=
+                    SQLITE_OK ||
+            sqlite3_bind_int64(q, 2, limit) != SQLITE_OK)
+                return sqerr(s, sqlite3_errcode(s->db));
+        return lease_scan(s, q, cursor, cb, ud);
 }

@@ -99,3 +99,12 @@ int store_lease_delete(struct store *s, const uint8_t id[static 16]);
 /* Call cb for every row (pointers valid during the call); stops at cb's
  * first negative return. Returns the row count or a negative errno. */
 int store_lease_load(struct store *s, int (*cb)(void *ud, const struct store_lease *l), void *ud);
+/* The same for at most limit rows after *cursor (start from a zeroed one),
+ * in id order; *cursor moves to the last row read. Returns the rows read
+ * (0: no more), so a long scan can be sliced between other work. */
+struct store_cursor {
+        bool started;
+        uint8_t id[16];
+};
+int store_lease_slice(struct store *s, struct store_cursor *cursor, unsigned limit,
+                      int (*cb)(void *ud, const struct store_lease *l), void *ud);

@@ -2,7 +2,7 @@
 /*
  * loadgen: closed-loop load for cofferd and for echod, through one code path.
  *
- *   loadgen --socket PATH --clients C --seconds T --mode get|echo|lib-get|token
+ *   loadgen --socket PATH --clients C --seconds T --mode get|echo|lib-get|token|status
  *           [--name NAME] [--audience AUD] [--ttl SEC] [--label LABEL]
  *           [--max-ops N] [--warmup-ms MS] [--max]
  *
@@ -15,6 +15,8 @@
  * coffer_get(NAME), or coffer_token_issue(AUD, TTL) with the token freed at
  * once; lib-get is the baseline that token is compared with, since both pay
  * the same client-side cost (guarded memory for every reply).
+ * status: OP_STATUS round trips (answered sealed or not: for latency while
+ * the daemon unseals).
  * Latencies go to a per-thread histogram (1 us buckets, no locks). Prints one
  * line (max_us only with --max):
  *
@@ -53,7 +55,7 @@
 #define HIST_FINE       65536u /* 1 us buckets: 0 .. 65.535 ms */
 #define HIST_COARSE     65536u /* 1 ms buckets: up to 65.5 s, last one open */
 
-enum mode { MODE_GET, MODE_ECHO, MODE_LIB_GET, MODE_TOKEN };
+enum mode { MODE_GET, MODE_ECHO, MODE_LIB_GET, MODE_TOKEN, MODE_STATUS };
 enum phase { PHASE_WARMUP, PHASE_MEASURE, PHASE_STOP };
 
 struct opts {
@@ -210,9 +212,14 @@ static void check_reply(struct worker *w, const struct wire_msg *m, const uint8_
         const uint8_t *v;
         size_t vlen;
 
+        uint64_t sealed;
+
         if (w->o->mode == MODE_ECHO) {
                 if (len != req_len || memcmp(body, req_body, len) != 0)
                         worker_fail(w, false, "echo reply differs from the request");
+        } else if (w->o->mode == MODE_STATUS) {
+                if (wire_get_u64(m, T_SEALED, &sealed) < 0)
+                        worker_fail(w, false, "STATUS reply has no T_SEALED field");
         } else if (wire_get_bytes(m, T_VALUE, &v, &vlen) < 0) {
                 worker_fail(w, false, "GET reply has no T_VALUE bytes field");
         }
@@ -224,8 +231,10 @@ static bool round_trip(struct worker *w, uint32_t id) {
         struct wire_msg m;
         int r;
 
+        uint16_t op = w->o->mode == MODE_STATUS ? OP_STATUS : OP_GET;
+
         wire_writer_reset(&w->req);
-        if (!wire_frame_begin(&w->req, OP_GET, id) || !wire_put_str(&w->req, T_NAME, w->o->name) ||
+        if (!wire_frame_begin(&w->req, op, id) || (op == OP_GET && !wire_put_str(&w->req, T_NAME, w->o->name)) ||
             wire_frame_end(&w->req) < 0) {
                 worker_fail(w, true, "cannot build the GET frame");
                 return false;
@@ -246,9 +255,9 @@ static bool round_trip(struct worker *w, uint32_t id) {
                 worker_fail(w, false, "reply body does not parse");
         } else if (h.opcode == OP_ERROR) {
                 describe_error_reply(w, &m);
-        } else if (h.opcode != (OP_GET | PROTO_REPLY_BIT)) {
+        } else if (h.opcode != (op | PROTO_REPLY_BIT)) {
                 worker_fail(w, false, "reply opcode 0x%04x, expected 0x%04x", h.opcode,
-                            (unsigned)(OP_GET | PROTO_REPLY_BIT));
+                            (unsigned)(op | PROTO_REPLY_BIT));
         } else {
                 check_reply(w, &m, body, h.body_len);
         }
@@ -487,6 +496,7 @@ static bool parse_seconds(const char *s, double *out) {
 static bool parse_mode(const char *s, enum mode *out) {
         static const struct { const char *name; enum mode mode; } modes[] = {
                 { "get", MODE_GET }, { "echo", MODE_ECHO }, { "lib-get", MODE_LIB_GET }, { "token", MODE_TOKEN },
+                { "status", MODE_STATUS },
         };
         for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
                 if (strcmp(s, modes[i].name) == 0) {
@@ -497,7 +507,7 @@ static bool parse_mode(const char *s, enum mode *out) {
 }
 
 static void usage(FILE *f) {
-        fprintf(f, "usage: loadgen --socket PATH --clients C --seconds T --mode get|echo|lib-get|token\n"
+        fprintf(f, "usage: loadgen --socket PATH --clients C --seconds T --mode get|echo|lib-get|token|status\n"
                    "               [--name NAME] [--audience AUD] [--ttl SEC] [--label LABEL]\n"
                    "               [--max-ops N] [--warmup-ms MS] [--max]\n");
 }

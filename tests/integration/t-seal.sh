@@ -71,6 +71,39 @@ ok_out "still sealed after a wrong passphrase" '"sealed":true' status_json
 ok_out "the right passphrase unseals" '^unsealed$' sh -c 'echo "correct horse battery" | "$1" operator unseal' _ "$COFFER"
 ok "the value reads back" get_is pass/a value-p
 
+# Argon2id and the lease check run off the event loop: while an unseal runs,
+# other clients are answered (a blocked loop would answer status only after
+# the unseal, unsealed).
+restart
+mark=$(log_mark)
+sh -c 'echo "correct horse battery" | "$1" operator unseal' _ "$COFFER" >"$T/unseal.out" 2>&1 &
+upid=$!
+wait_unseal_started() {
+    local i=0
+    until log_has "$mark" 'unseal \(passphrase\) started'; do
+        i=$((i + 1)); [ $i -gt 400 ] && return 1; sleep 0.01
+    done
+}
+ok "an unseal in progress is logged as running off the event loop" wait_unseal_started
+ok_out "status is answered while the unseal runs: still sealed" '"sealed":true' status_json
+fails_with "a second unseal while one runs is refused, saying to wait" 1 'already running' \
+    sh -c 'echo "correct horse battery" | "$1" operator unseal' _ "$COFFER"
+check "the running unseal then answers: unsealed" wait "$upid"
+ok_out "...its reply says so" '^unsealed$' cat "$T/unseal.out"
+ok_out "the daemon logs how long the unseal took" 'unsealed \(passphrase\) in [0-9]+ ms' log_since "$mark"
+ok_out "unsealed after it" '"sealed":false' status_json
+# A seal while an unseal runs wins: the unseal's result is thrown away.
+ok "seal" "$COFFER" operator seal
+mark=$(log_mark)
+sh -c 'echo "correct horse battery" | "$1" operator unseal' _ "$COFFER" >"$T/unseal.out" 2>&1 &
+upid=$!
+ok "a second unseal is running" wait_unseal_started
+ok "seal while it runs" "$COFFER" operator seal
+unseal_failed() { ! wait "$upid"; }
+check "the unseal fails: the store was sealed meanwhile" unseal_failed
+ok_out "...saying so" 'sealed while this unseal ran' cat "$T/unseal.out"
+ok_out "and the store stays sealed" '"sealed":true' status_json
+
 # ---- shamir 3 of 5 ----
 reset_state
 start_daemon || { echo "Bail out! cofferd did not start"; exit 1; }
