@@ -703,7 +703,8 @@ static void put_peer(struct line *l, const struct peer *p) {
         put_field(l, "exe", p->exe, NAME_MAX_OUT);
         /* The path is the caller's view; the file is what ran. Flags, as
          * "truncated", only when they hold. */
-        put_field(l, "exe_file", peer_exe_file(p, file, sizeof(file)), FIELD_MAX);
+        peer_exe_file(p, file, sizeof(file));
+        put_field(l, "exe_file", file, FIELD_MAX);
         if (!p->exe_verified)
                 put_lit(l, ",\"exe_unverified\":true");
         if (p->foreign_ns)

@@ -71,7 +71,7 @@ ok "a client at a 3.6 KiB path of non-ASCII names is answered" sh -c '"$1" "$2" 
 rec=$(grep '"op":"status".*"exe":"[^"]*\\u00e9' "$LOG" | tail -n 1)
 ok "its record is under 6 KiB (the exe escaped to 11 KiB before)" test "${#rec}" -gt 0 -a "${#rec}" -lt 6144
 ok "... its exe is cut with a visible marker and the record says truncated" \
-    sh -c 'printf %s "$1" | grep -q "\\\\u00e9\.\.\.\",\"unit\"" && printf %s "$1" | grep -q "\"truncated\":true"' _ "$rec"
+    sh -c 'printf %s "$1" | grep -q "\\\\u00e9\.\.\.\",\"exe_file\"" && printf %s "$1" | grep -q "\"truncated\":true"' _ "$rec"
 rm -rf "$T/$(printf '\xc3\xa9%.0s' $(seq 120))"
 
 # ---- a flood from one uid is throttled, and summarized in one record ----
