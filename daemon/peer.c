@@ -344,13 +344,6 @@ int peer_recheck(const struct peer *p) {
         return peer_still_same(p);
 }
 
-const char *peer_exe_file(const struct peer *p, char *buf, size_t n) {
-        buf[0] = 0;
-        if (p->exe_known)
-                snprintf(buf, n, "%u:%u:%llu", major(p->exe_dev), minor(p->exe_dev), (unsigned long long) p->exe_ino);
-        return buf;
-}
-
 void peer_release(struct peer *p) {
         if (p->pidfd >= 0)
                 close(p->pidfd);

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 
 #define PEER_GROUPS_MAX 256
@@ -58,5 +60,10 @@ int peer_recheck(const struct peer *p);
 void peer_release(struct peer *p);
 #define PEER_EXE_FILE_MAX 64
 /* "MAJOR:MINOR:INODE" of the running file, "" if unknown; returns buf (n > 0). */
-const char *peer_exe_file(const struct peer *p, char *buf, size_t n);
+static inline const char *peer_exe_file(const struct peer *p, char *buf, size_t n) {
+        buf[0] = 0;
+        if (p->exe_known)
+                snprintf(buf, n, "%u:%u:%llu", major(p->exe_dev), minor(p->exe_dev), (unsigned long long) p->exe_ino);
+        return buf;
+}
 bool peer_in_group(const struct peer *p, gid_t gid);
