@@ -239,7 +239,8 @@ static void conn_update_events(struct conn *c) {
         size_t pending = conn_pending(c);
         if (pending)
                 ev |= EPOLLOUT;
-        if (!c->closing && !c->eof && !c->starved && !c->later && pending < OUT_HIGH_WATER)                ev |= EPOLLIN;
+        if (!c->closing && !c->eof && !c->starved && !c->later && pending < OUT_HIGH_WATER)
+                ev |= EPOLLIN;
         sd_event_source_set_io_events(c->src, ev);
 }
 
@@ -322,11 +323,12 @@ static size_t in_need(const struct conn *c) {
         return need;
 }
 
-/* All consumed: give the buffer back rather than keep it pinned. */
+/* All consumed: give a buffer larger than a read back rather than keep it
+ * pinned; one read's worth stays, so a request costs no allocation. No
+ * wipe: conn_consume wiped every byte received. */
 static void in_release(struct conn *c) {
-        if (c->in_len || !c->in)
+        if (c->in_len || !c->in || c->in_cap <= READ_CHUNK)
                 return;
-        sodium_memzero(c->in, c->in_cap);
         free(c->in);
         c->in = NULL;
         c->in_cap = 0;
@@ -408,7 +410,8 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
  * output stays under OUT_HIGH_WATER and no earlier request waits for its
  * reply; the rest wait there, unexecuted. */
 static void conn_process(struct conn *c) {
-        while (!c->closing && !c->later && c->in_len >= WIRE_HEADER_SIZE && conn_pending(c) < OUT_HIGH_WATER) {                struct wire_header h;
+        while (!c->closing && !c->later && c->in_len >= WIRE_HEADER_SIZE && conn_pending(c) < OUT_HIGH_WATER) {
+                struct wire_header h;
                 int rc = wire_header_parse(&h, c->in);
                 if (rc < 0) {
                         conn_reject(c, 0, 0, -EPROTO,
@@ -633,7 +636,8 @@ const char *server_rollback_refusal(const struct cofferd *d, char *buf, size_t n
 /* ---- audit segments ---- */
 
 int server_unsealed(struct cofferd *d, const struct lease_check *check) {
-        server_anchor(d, false);        int rc = audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
+        server_anchor(d, false);
+        int rc = audit_unsealed(d->audit, d->seal.kr->audit_mac_key);
         if (rc < 0)
                 return rc;
         /* Rows edited while the daemon was down fail their MAC now. */
