@@ -116,7 +116,7 @@ int cmd_whoami(struct cli *cli, int argc, char **argv) {
         printf("exe file:      %s%s\n", id.exe_file[0] ? id.exe_file : "-",
                !id.exe_file[0] || id.exe_verified ? "" : " (not the file at that path: exe: rules do not match)");
         if (id.foreign_namespace)
-                printf("namespace:     foreign (another mount or user namespace: exe: and unit: rules do not match "
+                printf("namespace:     foreign (another user namespace: exe: and unit: rules do not match "
                        "unless cofferd allows it)\n");
         printf("unit:          %s\n", id.unit[0] ? id.unit : "-");
         if (id.audit_session == UINT32_MAX)

@@ -133,7 +133,7 @@ typedef struct coffer_identity {
         char pin[32];             /* how the daemon pinned the process */
         char exe_file[64];        /* the running file, "MAJOR:MINOR:INODE"; "" = unknown */
         uint8_t exe_verified;     /* 1 = exe, looked up by the daemon, names that file */
-        uint8_t foreign_namespace; /* 1 = another mount or user namespace than the host's */
+        uint8_t foreign_namespace; /* 1 = another user namespace than the host's */
 } coffer_identity;
 COFFER_API COFFER_WUR int coffer_whoami(coffer *c, coffer_identity *id);
 

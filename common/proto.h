@@ -110,7 +110,7 @@ enum proto_tag {
         T_NBF           = 63, /* u64: a token's not-before */
         T_EXE_FILE      = 64, /* string: the running file, "MAJOR:MINOR:INODE"; "" = unknown */
         T_EXE_VERIFIED  = 65, /* u64 bool: EXE, looked up by the daemon, names that file */
-        T_FOREIGN_NS    = 66, /* u64 bool: another mount or user namespace than the host's */
+        T_FOREIGN_NS    = 66, /* u64 bool: another user namespace than the host's */
         T_REVOKED_STALE = 67, /* u64 unix seconds: revoked.json is stale since (absent: current) */
         T_JWKS_STALE    = 68, /* u64 unix seconds: jwks.json is stale since (absent: current) */
         T_STORE_GEN     = 69, /* u64: the store's generation */

@@ -7,13 +7,14 @@
 #include "budget.h"
 #include "server.h"
 
+#define SUMMARIES_MAX 16         /* principals a second with a summary record of their own */
 #define UIDS_MAX 65536          /* uids with a bucket not yet full, or refusals not yet summarized */
 #define SPACE_CHECK_USEC 900000u  /* a little under the sweep's second */
 #define WARN_EVERY_USEC (60u * 1000000u)
 #define MIB (1024u * 1024u)
 
 struct bucket {
-        uid_t uid;
+        uint64_t key;           /* the principal: a uid, owning its subordinate uids (server.c) */
         uint64_t tat;           /* GCRA: when the bucket is full again (µs, monotonic) */
         uint64_t over_rate;     /* refusals not yet summarized */
         uint64_t low_disk;
@@ -44,9 +45,9 @@ void budget_free(struct budget *b) {
         free(b);
 }
 
-static struct bucket *bucket_of(struct budget *b, uid_t uid, uint64_t now) {
+static struct bucket *bucket_of(struct budget *b, uint64_t key, uint64_t now) {
         for (size_t i = 0; i < b->n; i++)
-                if (b->v[i].uid == uid)
+                if (b->v[i].key == key)
                         return &b->v[i];
         if (b->n == b->cap) {
                 size_t cap = b->cap ? 2 * b->cap : 64;
@@ -56,7 +57,7 @@ static struct bucket *bucket_of(struct budget *b, uid_t uid, uint64_t now) {
                 b->v = v;
                 b->cap = cap;
         }
-        b->v[b->n] = (struct bucket){ .uid = uid, .tat = now };
+        b->v[b->n] = (struct bucket){ .key = key, .tat = now };
         return &b->v[b->n++];
 }
 
@@ -85,7 +86,15 @@ static bool below_reserve(const struct budget *b, const struct config *cfg) {
                b->free_bytes < (uint64_t) cfg->audit_reserve_mb * MIB;
 }
 
-int budget_take(struct budget *b, const struct config *cfg, struct audit *a, uid_t uid, bool exempt,
+/* uid N, or a user namespace root made (no owner to charge). */
+static void principal_name(char *buf, size_t n, uint64_t key) {
+        if (key >> 32)
+                snprintf(buf, n, "userns:%llu", (unsigned long long) (key & 0xffffffffu));
+        else
+                snprintf(buf, n, "%llu", (unsigned long long) key);
+}
+
+int budget_take(struct budget *b, const struct config *cfg, struct audit *a, uint64_t key, bool exempt,
                 uint64_t now_usec, char *why, size_t whysz) {
         if (exempt)
                 return 0;
@@ -93,7 +102,7 @@ int budget_take(struct budget *b, const struct config *cfg, struct audit *a, uid
         bool low = below_reserve(b, cfg);
         if (!low && cfg->audit_rate_per_uid == 0)
                 return 0;
-        struct bucket *k = bucket_of(b, uid, now_usec);
+        struct bucket *k = bucket_of(b, key, now_usec);
         if (!k) {
                 b->overflow++;
                 snprintf(why, whysz, "too many users are making requests at once; retry in a moment");
@@ -110,8 +119,10 @@ int budget_take(struct budget *b, const struct config *cfg, struct audit *a, uid
         if (bucket_take(k, cfg, now_usec))
                 return 0;
         k->over_rate++;
-        snprintf(why, whysz, "too many requests from uid %u (audit_rate_per_uid is %u a second, audit_burst %u); "
-                             "retry in a moment", (unsigned) uid, cfg->audit_rate_per_uid, cfg->audit_burst);
+        char who[32];
+        principal_name(who, sizeof(who), key);
+        snprintf(why, whysz, "too many requests from uid %s, with its subordinate uids (audit_rate_per_uid is %u a "
+                             "second, audit_burst %u); retry in a moment", who, cfg->audit_rate_per_uid, cfg->audit_burst);
         return -EAGAIN;
 }
 
@@ -134,12 +145,22 @@ static int summarize(struct audit *a, const char *who, uint64_t over_rate, uint6
 }
 
 static void summarize_all(struct budget *b, struct audit *a, uint64_t now) {
-        char who[16];
+        char who[32];
+        /* The summaries are bounded too: a few principals get one of their
+         * own a second, the rest one together. */
+        unsigned own = SUMMARIES_MAX;
         for (size_t i = 0; i < b->n;) {
                 struct bucket *k = &b->v[i];
-                snprintf(who, sizeof(who), "%u", (unsigned) k->uid);
-                if ((k->over_rate || k->low_disk) && summarize(a, who, k->over_rate, k->low_disk) == 0)
-                        k->over_rate = k->low_disk = 0;
+                principal_name(who, sizeof(who), k->key);
+                if (k->over_rate || k->low_disk) {
+                        if (own == 0) {
+                                b->overflow += k->over_rate + k->low_disk;
+                                k->over_rate = k->low_disk = 0;
+                        } else if (summarize(a, who, k->over_rate, k->low_disk) == 0) {
+                                k->over_rate = k->low_disk = 0;
+                                own--;
+                        }
+                }
                 /* Full again and nothing to tell: forget it. */
                 if (k->tat <= now && !k->over_rate && !k->low_disk)
                         *k = b->v[--b->n];

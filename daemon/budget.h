@@ -25,7 +25,7 @@ void budget_free(struct budget *b);
  * its rate; -ENOSPC: the audit log's file system is below the reserve. A
  * refusal is counted for the summary, and why set to what the caller is
  * told. The free space is looked up at most once a second. */
-int budget_take(struct budget *b, const struct config *cfg, struct audit *a, uid_t uid, bool exempt,
+int budget_take(struct budget *b, const struct config *cfg, struct audit *a, uint64_t key, bool exempt,
                 uint64_t now_usec, char *why, size_t whysz);
 /* Once a second: the summaries of the refusals (kept for the next tick if
  * the log cannot be written), the free-space warning, and uids whose bucket

@@ -31,7 +31,7 @@ struct config {
         /* Host units (globs, blank-separated) whose nested units the creds
          * socket trusts: systemd in a container, e.g. "machine-*.scope". */
         char creds_containers[1024];
-        /* exe: and unit: rules may match callers in another mount or user
+        /* exe: and unit: rules may match callers in another user
          * namespace than the host's (containers, unshare -Urm). */
         bool allow_foreign_namespaces;
         char token_issuer[256];        /* "" = coffer@HOSTNAME */

@@ -178,8 +178,12 @@ int process_grant_create(struct request *r) {
                 strcpy_bounded(g.for_user, sizeof(g.for_user), user);
         }
         strcpy_bounded(g.for_unit, sizeof(g.for_unit), unit);
-        attested_copy(g.by_unit, sizeof(g.by_unit), r->peer->unit);
-        attested_copy(g.by_exe, sizeof(g.by_exe), r->peer->exe);
+        /* Only what was proven: an exe whose path did not lead to the file
+         * it runs, or anything of a caller in a foreign namespace, is not
+         * recorded, so no redeem can be decided on it. */
+        bool distrusted = ops_foreign_distrusted(r);
+        attested_copy(g.by_unit, sizeof(g.by_unit), distrusted ? "" : r->peer->unit);
+        attested_copy(g.by_exe, sizeof(g.by_exe), distrusted || !r->peer->exe_verified ? "" : r->peer->exe);
         g.by_login = lease_session_of(r->d->leases, r->peer->audit_session, r->peer->uid, now_unix()) != NULL;
         /* The secret must exist now: a grant for nothing is a mistake. */
         {
@@ -275,7 +279,7 @@ int process_grant_redeem(struct request *r) {
         if (g.for_unit[0]) {
                 if (ops_foreign_distrusted(r))
                         return ops_fail(r, -EACCES, "permission denied: this grant is for units matching %s; your "
-                                                    "process runs in another mount or user namespace than the "
+                                                    "process runs in another user namespace than the "
                                                     "host's, where units are not trusted", g.for_unit);
                 if (!r->peer->unit[0] || !policy_glob_match(g.for_unit, r->peer->unit))
                         return ops_fail(r, -EACCES, "permission denied: this grant is for units matching %s; "

@@ -153,7 +153,7 @@ static const char *unproven_hint(const struct request *r, const struct pol_decis
         if (dec->file || (!dec->depends_on_exe && !dec->depends_on_unit))
                 return "";
         if (ops_foreign_distrusted(r))
-                return " (your process runs in another mount or user namespace than the host's, where exe: and unit: "
+                return " (your process runs in another user namespace than the host's, where exe: and unit: "
                        "rules do not match; run it outside that namespace, or ask the admin about "
                        "allow_foreign_namespaces in cofferd(8))";
         if (dec->depends_on_exe && !r->peer->exe_verified)
@@ -1003,14 +1003,17 @@ static int audit_request(struct request *r, uint16_t code, int rc) {
 }
 
 /* Root (pam_coffer) and the daemon's own uid are never refused for it. */
-static int take_budget(struct cofferd *d, uid_t uid, char *why, size_t whysz) {
-        bool exempt = uid == 0 || uid == d->self_uid;
-        return budget_take(d->budget, &d->cfg, d->audit, uid, exempt, now_mono_usec(), why, whysz);
+/* Charged to the principal the connection is counted for: a user's
+ * subordinate uids share the user's budget. */
+static int take_budget(struct cofferd *d, const struct peer *p, char *why, size_t whysz) {
+        bool exempt = p->uid == 0 || p->uid == d->self_uid;
+        uint64_t key = p->principal ? p->principal : p->uid;
+        return budget_take(d->budget, &d->cfg, d->audit, key, exempt, now_mono_usec(), why, whysz);
 }
 
 int ops_audit_refused(struct cofferd *d, const struct peer *peer, uint16_t opcode, int code) {
         char why[256];
-        if (take_budget(d, peer->uid, why, sizeof(why)) < 0)
+        if (take_budget(d, peer, why, sizeof(why)) < 0)
                 return 0; /* counted for the uid's summary record */
         struct audit_event ev = {
                 .op = "protocol-error",
@@ -1044,7 +1047,7 @@ int ops_dispatch(struct request *r) {
         wire_writer_reset(r->out);
         wire_frame_begin(r->out, code | PROTO_REPLY_BIT, r->msg->hdr.request_id);
         /* Over its audit budget: refused before it does or records anything. */
-        if ((rc = take_budget(r->d, r->peer->uid, r->err, sizeof(r->err))) < 0) {
+        if ((rc = take_budget(r->d, r->peer, r->err, sizeof(r->err))) < 0) {
                 ops_error_frame(r->out, r->msg->hdr.request_id, rc, r->err);
                 return 0;
         }

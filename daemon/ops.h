@@ -74,6 +74,6 @@ int ops_store_fail(struct request *r, int rc, const char *what);
 /* -EDQUOT for uid's lease cap, saying what it holds. who: "you", "user NAME". */
 int ops_cap_fail(struct request *r, uint32_t uid, const char *who);
 bool ops_is_admin(struct request *r, const char *object);
-/* The caller is in another mount or user namespace than the host's and the
+/* The caller is in another user namespace than the host's and the
  * configuration does not trust exe and unit there. */
 bool ops_foreign_distrusted(const struct request *r);

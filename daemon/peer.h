@@ -34,7 +34,7 @@ struct peer {
         ino_t exe_ino;
         /* exe, looked up as the daemon sees the file system, is that file. */
         bool exe_verified;
-        /* Another mount or user namespace than the host's (PID 1's), or not
+        /* Another user namespace than the host's (PID 1's), or not
          * known: exe and unit mean what that namespace makes them mean. */
         bool foreign_ns;
         char unit[256];            /* systemd unit, "" if none */
@@ -47,6 +47,8 @@ struct peer {
          * daemon's own namespace or it could not be read. */
         uid_t userns_owner;
         uint64_t userns_ino;
+        uint64_t principal;        /* whom limits count it for: its uid, or the user owning its subordinate
+                                    * uid or user namespace (set by the connection layer; 0 = its uid) */
 };
 
 /* Fill *p from the connected socket fd. Returns 0, or -ESRCH when the peer

@@ -528,6 +528,7 @@ static void conn_new(struct cofferd *d, int fd) {
         c->peer_rc = peer_from_socket(&c->peer, fd);
         c->peer.uid = cred.uid; /* the count is kept under the SO_PEERCRED uid */
         c->key = principal_key(d, &c->peer, c->peer_rc);
+        c->peer.principal = c->key; /* the audit budget counts the same principal */
 
         const char *why = conn_admit(d, c);
         struct principal *u = why ? NULL : principal_slot(d, c->key, true);

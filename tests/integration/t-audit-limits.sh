@@ -121,6 +121,23 @@ unseal_keyfile
 ok "the log still verifies" "$COFFER" audit verify
 
 # ---- near a full disk, the reserve is root's ----
+# A user's subordinate uids (rootless containers) share the user's budget,
+# as they share the connection cap: a fresh uid per request is no way out.
+printf 'nobody:300000:1000\n' >"$T/subuid"
+chmod 0644 "$T/subuid"
+printf 'audit_rate_per_uid = 1\naudit_burst = 10\nsubuid_file = %s\n' "$T/subuid" >"$T/cofferd.conf"
+restart || { echo "Bail out! cofferd did not restart"; exit 1; }
+sub_ok=0
+for i in $(seq 10); do
+    setpriv --reuid=$((300000 + i)) --regid=nogroup --clear-groups "$COFFER" status >/dev/null 2>&1 && sub_ok=$((sub_ok + 1))
+done
+ok "ten requests from ten of nobody's subordinate uids take nobody's burst ($sub_ok served)" test "$sub_ok" -ge 9
+fails_with "... so the next one, from yet another subordinate uid, is refused as nobody's" 1 \
+    'too many requests from uid 65534, with its subordinate uids' \
+    setpriv --reuid=300500 --regid=nogroup --clear-groups "$COFFER" status
+ok "... and so is nobody's own" sh -c '! setpriv --reuid=nobody --regid=nogroup --clear-groups "$1" status' _ "$COFFER"
+ok "a uid outside every range keeps a budget of its own" \
+    setpriv --reuid=301500 --regid=nogroup --clear-groups "$COFFER" status
 AFS="$T/afs"
 mkdir -p "$AFS"
 if ! mount -t tmpfs -o size=8m,mode=0700 tmpfs "$AFS" 2>/dev/null; then

@@ -3,7 +3,7 @@
 # namespace (unshare -Urm) a user can bind-mount their own program over a
 # root-owned path that a rule names and run it: /proc/PID/exe then shows that
 # path. cofferd must not grant such a process, must say why, and must record
-# the file that really ran. A caller in another mount or user namespace
+# the file that really ran. A caller in another user namespace
 # matches no exe: rule unless allow_foreign_namespaces = yes, and even then
 # only when the path, looked up by cofferd, leads to the file it runs. The
 # re-check compares the file, and "the host's" namespaces are PID 1's, also
@@ -75,11 +75,17 @@ is "whoami: the path names that file" "$(printf '%s' "$w" | jfield exe_verified)
 is "whoami: in the host's namespaces" "$(printf '%s' "$w" | jfield foreign_namespace)" False
 denied "another program (the user's copy) is not the one the rule names" secret:cli/a '' \
     "${AS_U[@]}" "$OWN/mine" get cli/a
+# A mount namespace root made (a service's PrivateTmp=, ProtectSystem=) is
+# not foreign: no user can make one without a user namespace of their own.
+ok_out "in a mount namespace root made, the trusted CLI still reads under its exe: rule" '^cli/a-value$' \
+    unshare -m --propagation slave "${AS_U[@]}" "$SYS/coffer" get cli/a
+w=$(unshare -m --propagation slave "${AS_U[@]}" "$SYS/coffer" whoami --json 2>/dev/null)
+is "whoami there: not a foreign namespace" "$(printf '%s' "$w" | jfield foreign_namespace)" False
 
 # ---- the attack ----
-denied "a copy bind-mounted over a path an exe: rule names is refused" secret:true/a 'another mount or user namespace' \
+denied "a copy bind-mounted over a path an exe: rule names is refused" secret:true/a 'another user namespace' \
     IMPOSTOR get true/a
-denied "... also under an exe: glob" secret:glob/a 'another mount or user namespace' IMPOSTOR get glob/a
+denied "... also under an exe: glob" secret:glob/a 'another user namespace' IMPOSTOR get glob/a
 w=$(IMPOSTOR whoami --json 2>/dev/null)
 is "whoami of the impostor shows the path it claims" "$(printf '%s' "$w" | jfield exe)" "$SYS/trusted"
 is "... the file it really runs" "$(printf '%s' "$w" | jfield exe_file)" "$MINE_ID"
@@ -93,9 +99,9 @@ check "the audit record of the refused read names the file that ran" \
 check "... and records the denial" grep -qF '"decision":"deny"' <<<"$rec"
 
 # ---- the trusted program itself, in another namespace ----
-denied "the trusted CLI in a user namespace matches no exe: rule by default" secret:cli/a 'another mount or user namespace' \
+denied "the trusted CLI in a user namespace matches no exe: rule by default" secret:cli/a 'another user namespace' \
     IN_USERNS get cli/a
-denied "... nor in a mount namespace" secret:cli/a 'another mount or user namespace' IN_MOUNTNS get cli/a
+denied "... nor in a mount namespace" secret:cli/a 'another user namespace' IN_MOUNTNS get cli/a
 
 # ---- the re-check: the same path, another file ----
 # A process that connected as the trusted program, then made its own
