@@ -1151,6 +1151,17 @@ int policy_load_dir(struct policy **out, const char *dir, uid_t daemon_uid, char
         }
         if (first < 0)
                 return first;
+        /* A file added, removed or renamed while the files were read (a
+         * deny moved from one file into a new one) would leave a policy
+         * that is neither the old nor the new: refuse, the old one stays. */
+        struct stat after;
+        if (fstat(dfd, &after) < 0 || after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+            after.st_mtim.tv_nsec != st.st_mtim.tv_nsec || after.st_ctim.tv_sec != st.st_ctim.tv_sec ||
+            after.st_ctim.tv_nsec != st.st_ctim.tv_nsec) {
+                errf(err, errsz, "%s: files were added, removed or renamed while the policy was read; reload again "
+                                 "once the change is done", dir);
+                return -EAGAIN;
+        }
         rc = index_build(p);
         if (rc < 0) {
                 errf(err, errsz, "%s: out of memory", dir);

@@ -80,4 +80,34 @@ chmod 0644 "$POLICY_DIR/.20-team.policy.new"
 mv "$POLICY_DIR/.20-team.policy.new" "$F"
 ok_out "a file renamed into place loads whole" "^policy reloaded: $WHOLE rules" "$COFFER" policy reload
 
-cat $T/cofferd.log | grep DEBUG | grep -v 00-default | sed "s,^,# ," | head; done_testing
+# A deny moved from one file into a new one (both renamed into place) while
+# a reload reads the directory: the reload must not put in force the old
+# file's new version without the new file. A fresh file at the front makes
+# the reload wait its quiet time, and the move lands in that wait.
+put_file() {   # put_file NAME TEXT: write under another name, rename into place
+    printf '%s\n' "$2" >"$POLICY_DIR/.$1.new"
+    chmod 0644 "$POLICY_DIR/.$1.new"
+    mv "$POLICY_DIR/.$1.new" "$POLICY_DIR/$1"
+}
+put_file 30-a.policy "$(printf 'allow read secret:mv/* user:nobody\ndeny read secret:mv/secret user:nobody')"
+ok_out "a file with an allow and a deny loads" "^policy reloaded: $((WHOLE + 2)) rules" "$COFFER" policy reload
+printf 'deny read secret:mv/secret user:nobody\n' >"$POLICY_DIR/.40-b.new"
+printf 'allow read secret:mv/* user:nobody\n' >"$POLICY_DIR/.30-a.new"
+chmod 0644 "$POLICY_DIR/.40-b.new" "$POLICY_DIR/.30-a.new"
+sleep 0.5
+put_file 05-fresh.policy '# just written'
+"$COFFER" policy reload >"$T/move.out" 2>&1 &
+RP=$!
+sleep 0.1
+mv "$POLICY_DIR/.40-b.new" "$POLICY_DIR/40-b.policy"
+mv "$POLICY_DIR/.30-a.new" "$POLICY_DIR/30-a.policy"
+wait "$RP"
+move_rc=$?
+move_ok() {   # refused, or both files whole: never the allow without the deny
+    if [ "$move_rc" -ne 0 ]; then grep -q 'added, removed or renamed while the policy was read' "$T/move.out"
+    else grep -q "^policy reloaded: $((WHOLE + 2)) rules" "$T/move.out"; fi
+}
+check "a reload while a deny moves into a new file is refused, or has both files ($(head -c 120 "$T/move.out"))" move_ok
+ok_out "... and the next reload has both" "^policy reloaded: $((WHOLE + 2)) rules" "$COFFER" policy reload
+
+done_testing
