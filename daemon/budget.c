@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "budget.h"
+#include "peer.h"
 #include "server.h"
 
 #define SUMMARIES_MAX 16         /* principals a second with a summary record of their own */
@@ -88,10 +89,13 @@ static bool below_reserve(const struct budget *b, const struct config *cfg) {
 
 /* uid N, or a user namespace root made (no owner to charge). */
 static void principal_name(char *buf, size_t n, uint64_t key) {
-        if (key >> 32)
-                snprintf(buf, n, "userns:%llu", (unsigned long long) (key & 0xffffffffu));
+        unsigned long long low = key & 0xffffffffu;
+        if (key & PEER_KEY_APART)
+                snprintf(buf, n, "%llu", low);
+        else if (key & PEER_KEY_USERNS)
+                snprintf(buf, n, "userns:%llu", low);
         else
-                snprintf(buf, n, "%llu", (unsigned long long) key);
+                snprintf(buf, n, "%llu", low);
 }
 
 int budget_take(struct budget *b, const struct config *cfg, struct audit *a, uint64_t key, bool exempt,

@@ -952,29 +952,29 @@ static void derive_mac_key(uint8_t key[static 32], const uint8_t master[static 3
         crypto_kdf_derive_from_key(key, 32, 1, "leasemac", master);
 }
 
+/* A row whose MAC holds vouches for the lease loaded from it; nothing else
+ * does: a lease whose row the check never saw (an id the slices skip, a row
+ * gone meanwhile) stays unverified and is revoked. */
 static int check_row(void *ud, const struct store_lease *r) {
         struct lease_check *c = ud;
         uint8_t mac[32];
         row_mac(c->key, r, mac);
-        if (sodium_memcmp(mac, r->mac, 32) == 0 && lease_kind_from_name(r->kind) > 0)
+        if (sodium_memcmp(mac, r->mac, 32) != 0 || lease_kind_from_name(r->kind) <= 0)
                 return 0;
-        if (c->nbad == c->cbad) {
-                size_t n = c->cbad ? c->cbad * 2 : 16;
-                void *p = realloc(c->bad, n * LEASE_ID_SIZE);
-                if (!p)
-                        return -ENOMEM;
-                c->bad = p;
-                c->cbad = n;
-        }
-        memcpy(c->bad[c->nbad++], r->id, LEASE_ID_SIZE);
+        struct lease *l = lease_find(c->m, r->id);
+        if (l)
+                l->verified = true;
         return 0;
 }
 
-int lease_check_begin(struct lease_check *c, const uint8_t master[static 32]) {
-        *c = (struct lease_check){ 0 };
+int lease_check_begin(struct lease_check *c, struct lease_mgr *m, const uint8_t master[static 32]) {
+        *c = (struct lease_check){ .m = m };
         if (!(c->key = sodium_malloc(32)))
                 return -ENOMEM;
         derive_mac_key(c->key, master);
+        for (size_t i = 0; i < m->cap; i++)
+                if (m->tab[i])
+                        m->tab[i]->verified = false;
         return 0;
 }
 
@@ -991,14 +991,7 @@ int lease_check_step(struct lease_check *c, struct store *st, unsigned rows) {
 void lease_check_free(struct lease_check *c) {
         if (c->key)
                 sodium_free(c->key);
-        free(c->bad);
         *c = (struct lease_check){ 0 };
-}
-
-static void mark_verified(struct lease_mgr *m) {
-        for (size_t i = 0; i < m->cap; i++)
-                if (m->tab[i])
-                        m->tab[i]->verified = true;
 }
 
 int lease_apply_check(struct lease_mgr *m, const uint8_t master[static 32], const struct lease_check *c,
@@ -1007,13 +1000,29 @@ int lease_apply_check(struct lease_mgr *m, const uint8_t master[static 32], cons
                 return c->rc < 0 ? c->rc : -EINPROGRESS;
         derive_mac_key(m->mac_key, master);
         m->have_key = true;
-        /* Every row but the bad ones verified. (A row the loop wrote since
-         * the snapshot was a revocation made while sealed: believed.) */
-        mark_verified(m);
+        /* The unverified ones first, by id: revoking changes the table. */
+        uint8_t (*bad)[LEASE_ID_SIZE] = NULL;
+        size_t nbad = 0, cbad = 0;
+        for (size_t i = 0; i < m->cap; i++) {
+                struct lease *l = m->tab[i];
+                if (!l || l->verified)
+                        continue;
+                if (nbad == cbad) {
+                        size_t n = cbad ? cbad * 2 : 16;
+                        void *p = realloc(bad, n * LEASE_ID_SIZE);
+                        if (!p) {
+                                free(bad);
+                                return -ENOMEM;
+                        }
+                        bad = p;
+                        cbad = n;
+                }
+                memcpy(bad[nbad++], l->id, LEASE_ID_SIZE);
+        }
         int err = 0, total = 0;
-        for (size_t i = 0; i < c->nbad; i++) {
-                struct lease *l = lease_find(m, c->bad[i]);
-                if (!l)
+        for (size_t i = 0; i < nbad; i++) {
+                struct lease *l = lease_find(m, bad[i]);
+                if (!l || l->verified)
                         continue;
                 if (l->revoked) {
                         /* Revoked while sealed (no key to MAC it then):
@@ -1021,9 +1030,9 @@ int lease_apply_check(struct lease_mgr *m, const uint8_t master[static 32], cons
                         (void) persist(m, l);
                         continue;
                 }
-                l->verified = false;
                 total += revoke_tree(m, l, "integrity", now, false, 0, &err);
         }
+        free(bad);
         return err < 0 ? err : total;
 }
 
@@ -1034,7 +1043,7 @@ int lease_set_master(struct lease_mgr *m, const uint8_t *master, uint64_t now) {
                 return 0;
         }
         struct lease_check c;
-        int rc = lease_check_begin(&c, master);
+        int rc = lease_check_begin(&c, m, master);
         while (rc == 0 && (rc = lease_check_step(&c, m->st, 65536)) > 0)
                 rc = 0;
         if (rc == 0)

@@ -66,18 +66,17 @@ int lease_set_master(struct lease_mgr *m, const uint8_t *master, uint64_t now);
 /* The same in slices, so that the check (a MAC per row: ~1.5 s a million)
  * does not hold up other clients: begin derives the MAC key, each step
  * checks up to rows more rows (1: more to do, 0: all checked, < 0: error),
- * and lease_apply_check then keys the manager and revokes what failed.
- * Rows written between steps are seen or not; a revocation written while
- * sealed fails its MAC and is believed. */
+ * and lease_apply_check then keys the manager and revokes every lease no
+ * good row vouched for. Rows written between steps are seen or not; a
+ * revocation written while sealed fails its MAC and is believed. */
 struct lease_check {
         int rc;
         bool done;
+        struct lease_mgr *m;
         uint8_t *key;              /* the MAC key (sodium_malloc) */
         struct store_cursor cursor; /* the last row checked */
-        uint8_t (*bad)[LEASE_ID_SIZE];
-        size_t nbad, cbad;
 };
-int lease_check_begin(struct lease_check *c, const uint8_t master[static 32]);
+int lease_check_begin(struct lease_check *c, struct lease_mgr *m, const uint8_t master[static 32]);
 int lease_check_step(struct lease_check *c, struct store *st, unsigned rows);
 int lease_apply_check(struct lease_mgr *m, const uint8_t master[static 32], const struct lease_check *c,
                       uint64_t now);

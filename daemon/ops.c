@@ -373,6 +373,9 @@ static void unseal_answer(struct unseal_job *j, int rc) {
         if (rc == 0 && !seal_is_sealed(&r->d->seal))
                 server_log("cofferd: unsealed (%s) in %.0f ms", r->d->seal.method,
                            (double) (now_mono_usec() - j->started) / 1000.0);
+        /* Done before its reply goes: a request pipelined behind it is not
+         * refused as "already running". */
+        r->d->unsealing = NULL;
         pending_answer(&j->p, rc);
 }
 
@@ -403,7 +406,7 @@ static void unseal_job_done(struct work *w, bool cancelled) {
                 unseal_answer(j, 0);
                 return;
         }
-        int rc = lease_check_begin(&j->check, master);
+        int rc = lease_check_begin(&j->check, r->d->leases, master);
         if (rc == 0)
                 rc = slice_start(r->d->event, &j->p.slice, on_unseal_check, j);
         if (rc < 0)
@@ -693,6 +696,7 @@ static int process_whoami(struct request *r) {
 
 struct verify_job {
         struct pending p;          /* first: the request, answered when done */
+        unsigned seals;            /* seal.seals at the start: a seal ends it (it holds audit keys) */
         int fd;
         struct audit_verify *av;
         bool is_live;
@@ -715,7 +719,9 @@ static int on_verify_slice(sd_event_source *s, uint64_t usec, void *userdata) {
         struct audit_report rep = { 0 };
         (void) usec;
         /* Nobody waits for it any more: stop, on the record. */
-        int rc = v->p.later.ctx ? audit_verify_step(v->av, VERIFY_SLICE) : -ECONNABORTED;
+        int rc = !v->p.later.ctx ? -ECONNABORTED
+                 : v->seals != v->p.r.d->seal.seals ? -ECANCELED
+                                                     : audit_verify_step(v->av, VERIFY_SLICE);
         if (rc > 0 && (rc = slice_again(s)) == 0)
                 return 0;
         if (rc == 0)
@@ -725,6 +731,9 @@ static int on_verify_slice(sd_event_source *s, uint64_t usec, void *userdata) {
         v->av = NULL;
         if (rc == -ECONNABORTED)
                 rc = fail(&v->p.r, rc, "the client went away before the verification ended");
+        else if (rc == -ECANCELED)
+                rc = fail(&v->p.r, rc, "the store was sealed during the verification (its keys are wiped); unseal "
+                                       "and verify again");
         else
                 rc = verify_result(&v->p.r, v, rc, &rep);
         pending_answer(&v->p, rc);
@@ -771,6 +780,7 @@ static int process_audit_verify(struct request *r) {
         if (!v)
                 return fail(r, -ENOMEM, "out of memory");
         v->fd = -1;
+        v->seals = r->d->seal.seals;
         /* The live log grows while it is verified: up to its size now, and
          * against the chain head that goes with that size. */
         v->is_live = stat(r->d->audit_path, &live) == 0 && st.st_dev == live.st_dev && st.st_ino == live.st_ino;

@@ -48,7 +48,8 @@ struct peer {
         uid_t userns_owner;
         uint64_t userns_ino;
         uint64_t principal;        /* whom limits count it for: its uid, or the user owning its subordinate
-                                    * uid or user namespace (set by the connection layer; 0 = its uid) */
+                                    * uid or user namespace (set by the connection layer; 0 = its uid);
+                                    * PEER_KEY_* below for the others */
 };
 
 /* Fill *p from the connected socket fd. Returns 0, or -ESRCH when the peer
@@ -60,6 +61,11 @@ int peer_still_same(const struct peer *p);
  * same unit: for decisions that depend on exe or unit. -ESRCH otherwise. */
 int peer_recheck(const struct peer *p);
 void peer_release(struct peer *p);
+/* Principals that are not a uid: a user namespace root made (its inode),
+ * and a uid counted on its own (unidentified, or in root's subordinate
+ * range), never as root. Namespace inodes and uids are 32-bit. */
+#define PEER_KEY_USERNS (1ull << 32)
+#define PEER_KEY_APART (2ull << 32)
 #define PEER_EXE_FILE_MAX 64
 /* "MAJOR:MINOR:INODE" of the running file, "" if unknown; returns buf (n > 0). */
 static inline const char *peer_exe_file(const struct peer *p, char *buf, size_t n) {

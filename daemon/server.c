@@ -115,7 +115,8 @@ static void principal_release(struct cofferd *d, uint64_t key) {
                 *u = d->principals[--d->nprincipals];
 }
 
-#define KEY_USERNS (1ull << 32) /* namespace inodes are 32-bit, uids too */
+#define KEY_USERNS PEER_KEY_USERNS
+#define KEY_APART PEER_KEY_APART
 
 /* Subordinate uids count as their owner: a user with 65,536 of them is still
  * one user. A user namespace made by root (a container manager) is one
@@ -123,7 +124,11 @@ static void principal_release(struct cofferd *d, uint64_t key) {
 static uint64_t principal_key(const struct cofferd *d, const struct peer *p, int peer_rc) {
         if (peer_rc == 0 && p->userns_owner != (uid_t) -1)
                 return p->userns_owner != 0 ? p->userns_owner : KEY_USERNS | p->userns_ino;
-        return subuid_owner(&d->subuids, p->uid);
+        /* Root's key is root's alone: a uid of root's subordinate range (a
+         * container's, its namespace unread: the peer exited) counts apart,
+         * so it cannot take root's slots and buffer share. */
+        uint64_t owner = subuid_owner(&d->subuids, p->uid);
+        return owner == 0 && p->uid != 0 ? KEY_APART | p->uid : owner;
 }
 
 /* ---- buffer memory: what one principal, and all, may pin ---- */
@@ -323,11 +328,11 @@ static size_t in_need(const struct conn *c) {
         return need;
 }
 
-/* All consumed: give a buffer larger than a read back rather than keep it
- * pinned; one read's worth stays, so a request costs no allocation. No
- * wipe: conn_consume wiped every byte received. */
+/* All consumed: give the buffer back rather than keep it pinned (an idle
+ * connection holds nothing against its principal's share). No wipe:
+ * conn_consume wiped every byte received. */
 static void in_release(struct conn *c) {
-        if (c->in_len || !c->in || c->in_cap <= READ_CHUNK)
+        if (c->in_len || !c->in)
                 return;
         free(c->in);
         c->in = NULL;
@@ -468,6 +473,10 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         /* A hang-up with nothing to read is the client gone both ways. */
         if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN))
                 c->eof = true;
+        /* Gone both ways while its reply is worked on: nobody can read it,
+         * and the hang-up would wake the loop again and again. */
+        if (rc == 0 && (revents & (EPOLLHUP | EPOLLERR)) && c->later)
+                rc = -ECONNRESET;
         if (rc == 0)
                 rc = conn_pump(c);
         if (rc < 0) {

@@ -42,6 +42,16 @@ is "the 4000 MiB file does not verify (exit 7: not an audit log)" "$?" 7
 ok "... and says why" grep -q 'longer than 64 KiB' "$T/big.out"
 ok "the verification has its audit record" grep -q '"op":"audit-verify"' "$LOG"
 
+# A seal wipes the audit keys: a verification running then ends, saying so.
+"$COFFER" audit verify "$T/big" >"$T/big.out" 2>&1 &
+VPID=$!
+sleep 0.5
+ok "seal while a verification runs" "$COFFER" operator seal
+wait "$VPID"
+is "... the verification fails" "$?" 1
+ok "... saying the store was sealed during it" grep -q 'sealed during the verification' "$T/big.out"
+ok "... and unseal" "$COFFER" operator unseal --keyfile "$T/unseal.key"
+
 "$COFFER" audit verify "$T/big" >/dev/null 2>&1 &
 VPID=$!
 sleep 0.5

@@ -92,6 +92,22 @@ check "the running unseal then answers: unsealed" wait "$upid"
 ok_out "...its reply says so" '^unsealed$' cat "$T/unseal.out"
 ok_out "the daemon logs how long the unseal took" 'unsealed \(passphrase\) in [0-9]+ ms' log_since "$mark"
 ok_out "unsealed after it" '"sealed":false' status_json
+# A client that goes away while its unseal runs: the daemon does not spin on
+# its hang-up (the main thread stays idle), and the unseal still happens.
+main_ticks() { awk '{ print $14 + $15 }' "/proc/$DAEMON_PID/task/$DAEMON_PID/stat"; }
+ok "seal" "$COFFER" operator seal
+mark=$(log_mark)
+echo "correct horse battery" >"$T/pass"
+"$COFFER" operator unseal <"$T/pass" >/dev/null 2>&1 &
+upid=$!
+ok "an unseal is running" wait_unseal_started
+kill -KILL "$upid" 2>/dev/null
+wait "$upid" 2>/dev/null
+t0=$(main_ticks)
+sleep 0.3
+t1=$(main_ticks)
+ok "its client killed, the daemon's loop does not spin ($((t1 - t0)) ticks in 0.3 s)" test "$((t1 - t0))" -lt 5
+ok "... and the unseal it asked for still takes place" wait_until 10 sh -c '"$1" status --json | grep -q "\"sealed\":false"' _ "$COFFER"
 # A seal while an unseal runs wins: the unseal's result is thrown away.
 ok "seal" "$COFFER" operator seal
 mark=$(log_mark)
