@@ -89,13 +89,7 @@ static bool below_reserve(const struct budget *b, const struct config *cfg) {
 
 /* uid N, or a user namespace root made (no owner to charge). */
 static void principal_name(char *buf, size_t n, uint64_t key) {
-        unsigned long long low = key & 0xffffffffu;
-        if (key & PEER_KEY_APART)
-                snprintf(buf, n, "%llu", low);
-        else if (key & PEER_KEY_USERNS)
-                snprintf(buf, n, "userns:%llu", low);
-        else
-                snprintf(buf, n, "%llu", low);
+        snprintf(buf, n, "%s%llu", key & PEER_KEY_USERNS ? "userns:" : "", (unsigned long long) (key & 0xffffffffu));
 }
 
 int budget_take(struct budget *b, const struct config *cfg, struct audit *a, uint64_t key, bool exempt,

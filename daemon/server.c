@@ -115,20 +115,18 @@ static void principal_release(struct cofferd *d, uint64_t key) {
                 *u = d->principals[--d->nprincipals];
 }
 
-#define KEY_USERNS PEER_KEY_USERNS
-#define KEY_APART PEER_KEY_APART
 
 /* Subordinate uids count as their owner: a user with 65,536 of them is still
  * one user. A user namespace made by root (a container manager) is one
  * principal of its own, not root. */
 static uint64_t principal_key(const struct cofferd *d, const struct peer *p, int peer_rc) {
         if (peer_rc == 0 && p->userns_owner != (uid_t) -1)
-                return p->userns_owner != 0 ? p->userns_owner : KEY_USERNS | p->userns_ino;
+                return p->userns_owner != 0 ? p->userns_owner : PEER_KEY_USERNS | p->userns_ino;
         /* Root's key is root's alone: a uid of root's subordinate range (a
          * container's, its namespace unread: the peer exited) counts apart,
          * so it cannot take root's slots and buffer share. */
         uint64_t owner = subuid_owner(&d->subuids, p->uid);
-        return owner == 0 && p->uid != 0 ? KEY_APART | p->uid : owner;
+        return owner == 0 && p->uid != 0 ? PEER_KEY_APART | p->uid : owner;
 }
 
 /* ---- buffer memory: what one principal, and all, may pin ---- */

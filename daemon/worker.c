@@ -66,10 +66,6 @@ int worker_new(struct worker **out, sd_event *e) {
         return 0;
 }
 
-bool worker_busy(const struct worker *wk) {
-        return wk && wk->job;
-}
-
 int worker_submit(struct worker *wk, struct work *w) {
         if (wk->job)
                 return -EBUSY;

@@ -21,7 +21,6 @@ struct worker;
 int worker_new(struct worker **out, sd_event *e);
 /* -EBUSY while a job runs. */
 int worker_submit(struct worker *wk, struct work *w);
-bool worker_busy(const struct worker *wk);
 /* Wait for a running job to finish, then hand it to done(cancelled). */
 void worker_free(struct worker *wk);
 

@@ -249,18 +249,23 @@ static void test_persist_and_expire_at_load(void **state) {
         assert_true(l->verified);
 }
 
-static void test_tampered_row_revoked(void **state) {
-        struct fx *f = *state;
-        struct lease *l = mk(f, LEASE_SESSION, 1000, 100, NULL, 1000);
+/* Close the manager and edit l's row behind its back: SET clause. */
+static void tamper_row(struct fx *f, const struct lease *l, const char *set) {
         char hex[33], path[128], sql[256];
         lease_id_hex(l->id, hex);
         close_mgr(f);
         sqlite3 *db;
         snprintf(path, sizeof(path), "%s/coffer.db", f->dir);
         assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-        snprintf(sql, sizeof(sql), "UPDATE leases SET owner_uid = 0 WHERE id = x'%s'", hex);
+        snprintf(sql, sizeof(sql), "UPDATE leases SET %s WHERE id = x'%s'", set, hex);
         assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
+}
+
+static void test_tampered_row_revoked(void **state) {
+        struct fx *f = *state;
+        struct lease *l = mk(f, LEASE_SESSION, 1000, 100, NULL, 1000);
+        tamper_row(f, l, "owner_uid = 0");
         open_mgr(f, 1001);
         f->revoked = 0;
         assert_int_equal(lease_set_master(f->m, f->master, 1001), 1);
@@ -275,15 +280,7 @@ static void test_row_the_check_skips_revoked(void **state) {
         struct fx *f = *state;
         struct lease *l = mk(f, LEASE_SESSION, 1000, 100, NULL, 1000);
         mk(f, LEASE_TOKEN, 1000, 100, NULL, 1000);
-        char hex[33], path[128], sql[256];
-        lease_id_hex(l->id, hex);
-        close_mgr(f);
-        sqlite3 *db;
-        snprintf(path, sizeof(path), "%s/coffer.db", f->dir);
-        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-        snprintf(sql, sizeof(sql), "UPDATE leases SET owner_uid = 0, id = 'AAAAAAAAAAAAAAAA' WHERE id = x'%s'", hex);
-        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-        sqlite3_close(db);
+        tamper_row(f, l, "owner_uid = 0, id = 'AAAAAAAAAAAAAAAA'");
         open_mgr(f, 1001);
         f->revoked = 0;
         assert_int_equal(lease_set_master(f->m, f->master, 1001), 1);
